@@ -1,0 +1,46 @@
+"""asyncworkers: an asyncio-native task runtime.
+
+A priority queue and supervised worker coroutines run coroutine jobs natively, blocking
+functions in threads and CPU work in processes; one CancellationToken reaches every job that
+carries it, and every completion is counted in :class:`Metrics`.
+"""
+
+from __future__ import annotations
+
+from ._core._cancel import CancellationToken, check_cancelled
+from ._core._exceptions import (
+    AsyncworkersError,
+    JobCancelled,
+    JobTimeout,
+    QueueFull,
+    RuntimeClosed,
+    WorkerCrashed,
+)
+from ._core._metrics import Latency, Metrics
+from ._core._retry import Retry
+from ._core._runtime import JobOptions, Runtime
+from ._core._units import Job, JobState, Kind, Priority, WorkUnit, current_job
+
+__all__ = (
+    "AsyncworkersError",
+    "CancellationToken",
+    "Job",
+    "JobCancelled",
+    "JobOptions",
+    "JobState",
+    "JobTimeout",
+    "Kind",
+    "Latency",
+    "Metrics",
+    "Priority",
+    "QueueFull",
+    "Retry",
+    "Runtime",
+    "RuntimeClosed",
+    "WorkUnit",
+    "WorkerCrashed",
+    "check_cancelled",
+    "current_job",
+)
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""The runtime's private modules; import from :mod:`asyncworkers` instead."""

@@ -1,0 +1,122 @@
+"""Counters and latency percentiles, and the frozen snapshot users read them from."""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+__all__ = ["Latency", "Metrics", "Recorder"]
+
+# Percentiles cover the most recent samples: a bounded window keeps recording O(1) and
+# memory flat however long the runtime lives.
+WINDOW = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Latency:
+    """Seconds, over the most recent jobs (up to 10,000); ``max`` is over every job."""
+
+    p50: float = 0.0
+    p90: float = 0.0
+    p99: float = 0.0
+    max: float = 0.0
+    count: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Metrics:
+    """A snapshot of a runtime's counters; take a new one with ``Runtime.metrics()``.
+
+    ``wait_time`` runs from queueing to start (for a retry: from the retry's requeue), and
+    ``run_time`` from start to finish of the last attempt.
+    """
+
+    submitted: int
+    completed: int
+    failed: int
+    cancelled: int
+    retried: int
+    running: int
+    pending: int
+    workers: int
+    wait_time: Latency
+    run_time: Latency
+    worker_errors: int = 0
+
+    @property
+    def finished(self) -> int:
+        return self.completed + self.failed + self.cancelled
+
+
+class Series:
+    """A window of recent samples plus the maximum of all of them."""
+
+    __slots__ = ("maximum", "samples", "total")
+
+    def __init__(self) -> None:
+        self.samples: deque[float] = deque(maxlen=WINDOW)
+        self.maximum = 0.0
+        self.total = 0
+
+    def add(self, value: float) -> None:
+        self.samples.append(value)
+        self.total += 1
+        if value > self.maximum:
+            self.maximum = value
+
+    def snapshot(self) -> Latency:
+        if not self.samples:
+            return Latency()
+        ordered = sorted(self.samples)
+        return Latency(
+            p50=_nearest_rank(ordered, 0.50),
+            p90=_nearest_rank(ordered, 0.90),
+            p99=_nearest_rank(ordered, 0.99),
+            max=self.maximum,
+            count=self.total,
+        )
+
+
+def _nearest_rank(ordered: list[float], q: float) -> float:
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+class Recorder:
+    """The runtime's mutable counters. Plain int fields: an increment is one attribute write."""
+
+    __slots__ = (
+        "cancelled",
+        "completed",
+        "failed",
+        "retried",
+        "run_time",
+        "submitted",
+        "wait_time",
+        "worker_errors",
+    )
+
+    def __init__(self) -> None:
+        self.submitted = 0
+        self.completed = 0
+        self.failed = 0
+        self.cancelled = 0
+        self.retried = 0
+        self.worker_errors = 0
+        self.wait_time = Series()
+        self.run_time = Series()
+
+    def snapshot(self, *, running: int, pending: int, workers: int) -> Metrics:
+        return Metrics(
+            submitted=self.submitted,
+            completed=self.completed,
+            failed=self.failed,
+            cancelled=self.cancelled,
+            retried=self.retried,
+            running=running,
+            pending=pending,
+            workers=workers,
+            wait_time=self.wait_time.snapshot(),
+            run_time=self.run_time.snapshot(),
+            worker_errors=self.worker_errors,
+        )

@@ -1,0 +1,856 @@
+"""Runtime: a priority queue drained by long-lived worker coroutines under an anyio task group.
+
+The hot path is deliberately plain. A job submitted without a timeout or token is awaited
+inline by a worker: no task, no cancel scope, no future unless someone awaits the handle.
+Only jobs that need one pay for a cancel scope (async with timeout or token, and process
+jobs); thread jobs are stopped cooperatively (``check_cancelled()``). Cancelling an inline
+job injects a ``task.cancel()`` into its worker and takes it back with ``Task.uncancel()``,
+the way ``asyncio.timeout`` does, so the worker lives on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import itertools
+import logging
+import math
+import os
+import time
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from types import TracebackType
+from typing import Any, Final, TypedDict, TypeVar, TypeVarTuple, Unpack, overload
+
+import anyio
+from anyio.abc import TaskGroup
+
+from ._bridges import KINDS, check_picklable, default_kind, run_in_process, run_in_thread
+from ._cancel import CancellationToken, _in_loop
+from ._exceptions import JobCancelled, JobTimeout, QueueFull, RuntimeClosed
+from ._metrics import Metrics, Recorder
+from ._queue import PriorityQueue
+from ._retry import Retry
+from ._units import Job, JobState, Kind, Options, Priority, WorkUnit, _current_job, call_logged
+
+__all__ = ["JobOptions", "Runtime"]
+
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
+
+logger = logging.getLogger("asyncworkers")
+
+_now = time.monotonic
+_PENDING: Final = JobState.PENDING
+_RUNNING: Final = JobState.RUNNING
+_COMPLETED: Final = JobState.COMPLETED
+_FAILED: Final = JobState.FAILED
+_CANCELLED: Final = JobState.CANCELLED
+_NORMAL: Final = int(Priority.NORMAL)
+
+# Lifecycle of the runtime itself.
+_NEW, _OPEN, _CLOSING, _CLOSED = "new", "running", "closing", "closed"
+
+# Marks an inline job whose worker task was sent a cancel(); the worker takes it back.
+_INJECTED: Final = object()
+
+# How long cancelled jobs get to stop, in the last phase of shutdown, when no timeout says.
+DEFAULT_GRACE: Final = 1.0
+
+_OPTION_NAMES: Final = frozenset(
+    ("priority", "timeout", "retry", "token", "name", "callback", "metadata", "kind")
+)
+
+
+class JobOptions(TypedDict, total=False):
+    """Keyword options of ``submit``, ``submit_nowait``, ``run`` and ``map``."""
+
+    priority: int
+    timeout: float | None
+    retry: Retry | None
+    token: CancellationToken | None
+    name: str | None
+    callback: Callable[[Any], object] | None
+    metadata: Mapping[str, Any] | None
+    kind: Kind | None
+
+
+class _Worker:
+    """One worker coroutine's state: its own cancel scope and the job it runs now."""
+
+    __slots__ = ("job", "scope")
+
+    def __init__(self) -> None:
+        self.job: Job[Any] | None = None
+        self.scope: anyio.CancelScope | None = None
+
+
+class Runtime:
+    """Runs jobs from a priority queue on a bounded set of supervised worker coroutines.
+
+    Use it as ``async with Runtime(...) as rt:``; leaving the block drains the queue
+    (``shutdown(wait=True)``), or cancels what is left if the block raised.
+
+    :param workers: how many jobs run at once (worker coroutines)
+    :param threads: how many thread jobs run at once (an anyio ``CapacityLimiter``)
+    :param processes: how many process jobs run at once (None: ``os.cpu_count()``)
+    :param max_pending: how many jobs may wait in the queue (None: no bound); running jobs
+        do not count
+    """
+
+    def __init__(
+        self,
+        workers: int = 100,
+        *,
+        threads: int = 40,
+        processes: int | None = None,
+        max_pending: int | None = None,
+    ) -> None:
+        _check_count("workers", workers)
+        _check_count("threads", threads)
+        if processes is not None:
+            _check_count("processes", processes)
+        if max_pending is not None:
+            _check_count("max_pending", max_pending)
+        self._target = workers
+        self._threads = threads
+        self._processes = processes or os.cpu_count() or 1
+        self._max_pending = max_pending
+
+        self._state = _NEW
+        self._paused = False
+        self._queue: PriorityQueue[Job[Any]] = PriorityQueue()
+        self._ids = itertools.count(1)
+        self._metrics = Recorder()
+        self._pending = 0  # live jobs in the queue (tombstones excluded)
+        self._tombstones = 0  # cancelled jobs still sitting in the queue
+        self._running = 0
+        self._outstanding = 0  # submitted and not finished: pending, backing off or running
+        self._backoff: set[Job[Any]] = set()
+        self._workers: set[_Worker] = set()
+        self._live = 0  # worker coroutines alive
+
+        self._idle: deque[asyncio.Future[None]] = deque()
+        self._room_waiters: deque[asyncio.Future[None]] = deque()
+        self._join_waiters: list[asyncio.Future[None]] = []
+        self._hooks: list[Callable[[Job[Any]], object]] = []
+
+        self._plain_async = Options("async")
+        self._plain_thread = Options("thread")
+        self._tg: TaskGroup | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed: anyio.Event | None = None
+        self._thread_limiter: anyio.CapacityLimiter | None = None
+        self._process_limiter: anyio.CapacityLimiter | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def __aenter__(self) -> Runtime:
+        if self._state is not _NEW:
+            raise RuntimeError(f"{self!r} can be started only once")
+        self._loop = asyncio.get_running_loop()
+        self._closed = anyio.Event()
+        self._thread_limiter = anyio.CapacityLimiter(self._threads)
+        self._process_limiter = anyio.CapacityLimiter(self._processes)
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        self._state = _OPEN
+        self._spawn_workers()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        assert self._tg is not None
+        try:
+            if exc_type is None:
+                await self.shutdown(wait=True)
+            elif issubclass(exc_type, Exception):
+                await self.shutdown(wait=False)
+            else:  # cancelled or interrupted: nothing may be awaited, stop everything now
+                self._close_intake()
+                self._cancel_all("runtime cancelled")
+                self._stop_workers(force=True)
+        finally:
+            return await self._tg.__aexit__(exc_type, exc, tb)  # noqa: B012
+
+    async def shutdown(
+        self, wait: bool = True, cancel_pending: bool = False, timeout: float | None = None
+    ) -> None:
+        """Stop taking work and stop the workers, in two phases.
+
+        Phase one (``wait=True``): resume if paused and let the queued and running jobs
+        finish, for up to *timeout* seconds (None: as long as they take). With
+        ``cancel_pending=True`` queued jobs are cancelled first and only running ones drain.
+        Phase two: whatever is left is cancelled and gets the rest of the deadline (with no
+        timeout and ``wait=False``: one second) to stop; jobs still running after that
+        (thread code that never calls ``check_cancelled()``) are abandoned, named in a
+        warning, and end CANCELLED. Idempotent: later calls wait for the first to finish.
+        """
+        deadline = _deadline("shutdown", timeout)
+        if self._state is _NEW:
+            self._state = _CLOSED
+            return
+        assert self._closed is not None
+        if self._state is not _OPEN:
+            await self._closed.wait()
+            return
+        self._close_intake()
+        if cancel_pending or not wait:
+            self._cancel_waiting("cancelled by shutdown")
+        if wait:
+            self.resume()
+            with anyio.CancelScope(deadline=deadline):
+                await self._until_idle()
+        if self._outstanding:
+            self._cancel_all("cancelled by shutdown")
+            if deadline == math.inf:
+                deadline = anyio.current_time() + DEFAULT_GRACE
+            with anyio.CancelScope(deadline=deadline):
+                await self._until_idle()
+        self._stop_workers(force=bool(self._outstanding))
+        self._state = _CLOSED
+        self._closed.set()
+
+    # -- submitting ----------------------------------------------------------------------
+
+    @overload
+    def submit_nowait(
+        self,
+        fn: Callable[[Unpack[Ts]], Awaitable[T]],
+        /,
+        *args: Unpack[Ts],
+        **options: Unpack[JobOptions],
+    ) -> Job[T]: ...
+
+    @overload
+    def submit_nowait(
+        self, fn: Callable[[Unpack[Ts]], T], /, *args: Unpack[Ts], **options: Unpack[JobOptions]
+    ) -> Job[T]: ...
+
+    def submit_nowait(
+        self, fn: Callable[..., Any], /, *args: Any, **options: Unpack[JobOptions]
+    ) -> Job[Any]:
+        """Queue ``fn(*args)`` and return its handle at once.
+
+        Raises :class:`QueueFull` when ``max_pending`` jobs are already queued and
+        :class:`RuntimeClosed` once shutdown has begun. Options (all keyword-only):
+        ``priority``, ``timeout`` (seconds per attempt), ``retry``, ``token``, ``name``,
+        ``callback`` (called with the result on success), ``metadata`` and ``kind``.
+        """
+        if self._state is not _OPEN:
+            raise self._not_open()
+        if options:
+            priority, opts = self._options(fn, args, None, options)
+        else:
+            priority, opts = _NORMAL, self._plain_options(fn)
+        if self._max_pending is not None and self._pending >= self._max_pending:
+            raise QueueFull(f"the queue is full: max_pending={self._max_pending} jobs are waiting")
+        return self._accept(Job(self, next(self._ids), fn, args, None, priority, opts, _now()))
+
+    @overload
+    async def submit(
+        self,
+        fn: Callable[[Unpack[Ts]], Awaitable[T]],
+        /,
+        *args: Unpack[Ts],
+        **options: Unpack[JobOptions],
+    ) -> Job[T]: ...
+
+    @overload
+    async def submit(
+        self, fn: Callable[[Unpack[Ts]], T], /, *args: Unpack[Ts], **options: Unpack[JobOptions]
+    ) -> Job[T]: ...
+
+    async def submit(
+        self, fn: Callable[..., Any], /, *args: Any, **options: Unpack[JobOptions]
+    ) -> Job[Any]:
+        """Like :meth:`submit_nowait`, but waits for room when ``max_pending`` is reached."""
+        if self._max_pending is not None:
+            await self._wait_for_room()
+        return self.submit_nowait(fn, *args, **options)
+
+    def enqueue(self, unit: WorkUnit[T]) -> Job[T]:
+        """Queue a :class:`WorkUnit` (it may carry kwargs); raises like :meth:`submit_nowait`."""
+        if not isinstance(unit, WorkUnit):
+            raise TypeError(f"enqueue() needs a WorkUnit, got {unit!r}")
+        if self._state is not _OPEN:
+            raise self._not_open()
+        if not isinstance(unit.kwargs, Mapping):
+            raise TypeError(f"WorkUnit(kwargs=...) must be a mapping, got {unit.kwargs!r}")
+        if not isinstance(unit.args, tuple):
+            raise TypeError(f"WorkUnit(args=...) must be a tuple, got {unit.args!r}")
+        kwargs = dict(unit.kwargs) or None
+        options: dict[str, Any] = {"priority": unit.priority}
+        for key in ("timeout", "retry", "token", "name", "callback", "metadata", "kind"):
+            value = getattr(unit, key)
+            if value is not None:
+                options[key] = value
+        priority, opts = self._options(unit.fn, unit.args, kwargs, options)
+        if self._max_pending is not None and self._pending >= self._max_pending:
+            raise QueueFull(f"the queue is full: max_pending={self._max_pending} jobs are waiting")
+        job = Job(self, next(self._ids), unit.fn, unit.args, kwargs, priority, opts, _now())
+        return self._accept(job)
+
+    @overload
+    async def run(
+        self,
+        fn: Callable[[Unpack[Ts]], Awaitable[T]],
+        /,
+        *args: Unpack[Ts],
+        **options: Unpack[JobOptions],
+    ) -> T: ...
+
+    @overload
+    async def run(
+        self, fn: Callable[[Unpack[Ts]], T], /, *args: Unpack[Ts], **options: Unpack[JobOptions]
+    ) -> T: ...
+
+    async def run(self, fn: Callable[..., Any], /, *args: Any, **options: Unpack[JobOptions]) -> Any:
+        """Submit ``fn(*args)`` and wait for its result. Cancelling the caller cancels the job."""
+        job = await self.submit(fn, *args, **options)
+        try:
+            return await job
+        except anyio.get_cancelled_exc_class():
+            job.cancel("the caller of run() was cancelled")
+            raise
+
+    async def map(
+        self,
+        fn: Callable[[Any], Awaitable[T]] | Callable[[Any], T],
+        items: Iterable[Any] | AsyncIterable[Any],
+        /,
+        *,
+        window: int | None = None,
+        **options: Unpack[JobOptions],
+    ) -> AsyncIterator[T]:
+        """Run ``fn(item)`` for every item and yield the results in input order.
+
+        At most *window* jobs (default: twice the worker count) are in flight, so an endless
+        iterable is fine. The first failure is raised and, like leaving the loop early,
+        cancels the jobs still in flight.
+        """
+        if window is None:
+            window = 2 * self._target
+        _check_count("window", window)
+        if not callable(fn):
+            raise TypeError(f"map() needs a callable, got {fn!r}")
+        in_flight: deque[Job[T]] = deque()
+        try:
+            async for item in _aiter(items):
+                in_flight.append(await self.submit(fn, item, **options))
+                if len(in_flight) >= window:
+                    yield await in_flight.popleft()
+            while in_flight:
+                yield await in_flight.popleft()
+        finally:
+            for job in in_flight:
+                job.cancel("map() was closed")
+
+    # -- control -------------------------------------------------------------------------
+
+    def pause(self) -> None:
+        """Start no new jobs until :meth:`resume`; running jobs go on."""
+        self._paused = True
+
+    def resume(self) -> None:
+        """Start jobs again after :meth:`pause`."""
+        self._paused = False
+        _wake_all(self._idle)
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def resize(self, workers: int) -> None:
+        """Change how many jobs run at once. Surplus workers leave after their current job."""
+        _check_count("workers", workers)
+        self._target = workers
+        if self._state is _OPEN:
+            self._spawn_workers()
+            if self._live > workers:
+                _wake_all(self._idle)
+
+    async def join(self, timeout: float | None = None) -> bool:
+        """Wait until every submitted job has finished; False if *timeout* came first."""
+        deadline = _deadline("join", timeout)
+        with anyio.CancelScope(deadline=deadline):
+            await self._until_idle()
+        return self._outstanding == 0
+
+    def metrics(self) -> Metrics:
+        """A frozen snapshot of the counters and latency percentiles."""
+        return self._metrics.snapshot(
+            running=self._running,
+            pending=self._pending + len(self._backoff),
+            workers=self._live,
+        )
+
+    def on_complete(self, fn: Callable[[Job[Any]], object]) -> Callable[[], None]:
+        """Call ``fn(job)`` once for every job that finishes, whatever its state.
+
+        Returns a function that removes the hook. What the hook raises is logged.
+        """
+        if not callable(fn):
+            raise TypeError(f"on_complete() needs a callable, got {fn!r}")
+        self._hooks.append(fn)
+        return lambda: self._hooks.remove(fn) if fn in self._hooks else None
+
+    def running_jobs(self) -> list[Job[Any]]:
+        """The jobs running now."""
+        return [w.job for w in self._workers if w.job is not None]
+
+    def __repr__(self) -> str:
+        return (
+            f"<Runtime state={self._state} workers={self._live} running={self._running} "
+            f"pending={self._pending} paused={self._paused}>"
+        )
+
+    # -- options and intake ----------------------------------------------------------------
+
+    def _plain_options(self, fn: Callable[..., Any]) -> Options:
+        if not callable(fn):
+            raise TypeError(f"expected a callable to run, got {fn!r}")
+        return self._plain_async if default_kind(fn) == "async" else self._plain_thread
+
+    def _options(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any] | None,
+        options: Mapping[str, Any],
+    ) -> tuple[int, Options]:
+        """Check the options of one submit; the error names the bad one and its value."""
+        unknown = options.keys() - _OPTION_NAMES
+        if unknown:
+            raise TypeError(
+                f"unknown option(s) {sorted(unknown)}; expected any of {sorted(_OPTION_NAMES)}"
+            )
+        priority = options.get("priority", _NORMAL)
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise TypeError(f"priority must be an int, got {priority!r}")
+        if len(options) == 1 and "priority" in options:
+            return priority, self._plain_options(fn)
+        if not callable(fn):
+            raise TypeError(f"expected a callable to run, got {fn!r}")
+        kind = options.get("kind")
+        if kind is None:
+            kind = default_kind(fn)
+        elif kind not in KINDS:
+            raise ValueError(f"kind must be one of {sorted(KINDS)}, got {kind!r}")
+        timeout = options.get("timeout")
+        if timeout is not None:
+            _check_timeout("timeout", timeout)
+        _check_type("retry", options.get("retry"), Retry)
+        _check_type("token", options.get("token"), CancellationToken)
+        _check_type("name", options.get("name"), str)
+        _check_type("metadata", options.get("metadata"), Mapping)
+        callback = options.get("callback")
+        if callback is not None and not callable(callback):
+            raise TypeError(f"callback must be callable, got {callback!r}")
+        if kind == "process":
+            check_picklable(fn, args, kwargs)
+        opts = Options(
+            kind,
+            name=options.get("name"),
+            timeout=timeout,
+            retry=options.get("retry"),
+            token=options.get("token"),
+            callback=callback,
+            metadata=options.get("metadata"),
+        )
+        return priority, opts
+
+    def _accept(self, job: Job[Any]) -> Job[Any]:
+        self._metrics.submitted += 1
+        self._outstanding += 1
+        token = job._opts.token
+        if token is not None:
+            assert self._loop is not None
+            cancel = functools.partial(self._cancel_for_token, job, token)
+            if not token._link(job, _in_loop(self._loop, cancel)):
+                self._end(job, _CANCELLED, JobCancelled(token.reason))
+                return job
+        self._enqueue(job)
+        return job
+
+    def _enqueue(self, job: Job[Any]) -> None:
+        self._pending += 1
+        self._queue.push(job, job.priority)
+        if self._idle:
+            _wake_one(self._idle)
+
+    async def _wait_for_room(self) -> None:
+        assert self._max_pending is not None
+        assert self._loop is not None
+        while self._pending >= self._max_pending and self._state is _OPEN:
+            waiter = self._loop.create_future()
+            self._room_waiters.append(waiter)
+            try:
+                await waiter
+            except BaseException:
+                # Woken and cancelled at once: hand the room on to the next waiter.
+                if waiter.done() and not waiter.cancelled():
+                    _wake_one(self._room_waiters)
+                raise
+
+    def _not_open(self) -> Exception:
+        if self._state is _NEW:
+            return RuntimeError(
+                "the runtime is not started: use 'async with Runtime(...) as rt:'"
+            )
+        return RuntimeClosed(f"the runtime is {self._state} and takes no more jobs")
+
+    # -- workers -----------------------------------------------------------------------
+
+    def _spawn_workers(self) -> None:
+        assert self._tg is not None
+        while self._live < self._target:
+            self._live += 1
+            self._tg.start_soon(self._worker_main, _Worker(), name="asyncworkers-worker")
+
+    async def _worker_main(self, worker: _Worker) -> None:
+        """A supervised worker: a bug that escapes a job's handling restarts the loop."""
+        self._workers.add(worker)
+        try:
+            with anyio.CancelScope() as worker.scope:
+                while True:
+                    try:
+                        await self._work(worker)
+                        return
+                    except Exception as exc:
+                        self._worker_failed(worker, exc)
+        finally:
+            self._live -= 1
+            self._workers.discard(worker)
+            job = worker.job
+            if job is not None and job.finished_at is None:
+                self._end(job, _CANCELLED, _stop_or(job, "the runtime stopped its worker"))
+
+    def _worker_failed(self, worker: _Worker, exc: Exception) -> None:
+        self._metrics.worker_errors += 1
+        logger.error("asyncworkers: a worker failed and was restarted", exc_info=exc)
+        job, worker.job = worker.job, None
+        if job is not None and job.finished_at is None:
+            self._end(job, _FAILED, exc)
+
+    async def _work(self, worker: _Worker) -> None:
+        queue = self._queue
+        task = asyncio.current_task()
+        assert task is not None
+        set_current_job = _current_job.set
+        while self._live <= self._target:
+            job = None if self._paused else queue.pop()
+            if job is None:
+                await self._idle_wait()
+                continue
+            if job.state is not _PENDING:
+                self._tombstones -= 1
+                continue
+            self._pending -= 1
+            if self._room_waiters:
+                _wake_one(self._room_waiters)
+            worker.job = job
+            job.state = _RUNNING
+            job.attempts += 1
+            job.started_at = started = _now()
+            self._metrics.wait_time.add(started - job.queued_at)
+            self._running += 1
+            set_current_job(job)
+            opts = job._opts
+            if opts.scoped:
+                await self._run_scoped(job, opts)
+            elif opts.kind == "async":
+                await self._run_inline(job, task)
+            else:
+                await self._run_thread(job, opts)
+            worker.job = None
+
+    async def _idle_wait(self) -> None:
+        assert self._loop is not None
+        waiter = self._loop.create_future()
+        self._idle.append(waiter)
+        await waiter
+
+    def _stop_workers(self, *, force: bool) -> None:
+        self._target = 0
+        _wake_all(self._idle)
+        if force:
+            stuck = self.running_jobs()
+            if stuck:
+                logger.warning(
+                    "asyncworkers: abandoning %d job(s) that did not stop when cancelled: %s",
+                    len(stuck),
+                    ", ".join(f"{j.name} (id {j.id})" for j in stuck),
+                )
+            for worker in self._workers:
+                if worker.scope is not None:
+                    worker.scope.cancel()
+
+    # -- running one job ---------------------------------------------------------------
+
+    async def _run_inline(self, job: Job[Any], task: asyncio.Task[Any]) -> None:
+        job._hook = task
+        try:
+            if job.kwargs:
+                value = await job.fn(*job.args, **job.kwargs)
+            else:
+                value = await job.fn(*job.args)
+        except asyncio.CancelledError:
+            # Ours (job.cancel) only if we injected it and nobody else cancelled the worker.
+            if job._hook is not _INJECTED or task.uncancel():
+                raise
+            self._stopped(job)
+        except Exception as exc:
+            if job._hook is _INJECTED:
+                task.uncancel()
+            self._settle(job, None, exc)
+        else:
+            if job._hook is _INJECTED:
+                task.uncancel()
+            if job._stop is None:
+                self._completed(job, value)
+            else:
+                self._stopped(job)
+
+    async def _run_scoped(self, job: Job[Any], opts: Options) -> None:
+        timeout = opts.timeout
+        deadline = math.inf if timeout is None else anyio.current_time() + timeout
+        value: Any = None
+        error: Exception | None = None
+        with anyio.CancelScope(deadline=deadline) as scope:
+            job._hook = scope
+            try:
+                if opts.kind == "process":
+                    assert self._process_limiter is not None
+                    value = await run_in_process(job, self._process_limiter)
+                elif job.kwargs:
+                    value = await job.fn(*job.args, **job.kwargs)
+                else:
+                    value = await job.fn(*job.args)
+            except Exception as exc:
+                error = exc
+        if scope.cancel_called and job._stop is None:
+            job._stop = JobTimeout(f"job {job.name!r} timed out after {timeout} s")
+        self._settle(job, value, error)
+
+    async def _run_thread(self, job: Job[Any], opts: Options) -> None:
+        assert self._loop is not None and self._thread_limiter is not None
+        timer = None
+        if opts.timeout is not None:
+            timer = self._loop.call_later(opts.timeout, self._expire, job)
+        value: Any = None
+        error: Exception | None = None
+        try:
+            value = await run_in_thread(job, self._thread_limiter)
+        except Exception as exc:
+            error = exc
+        finally:
+            if timer is not None:
+                timer.cancel()
+        self._settle(job, value, error)
+
+    def _expire(self, job: Job[Any]) -> None:
+        """A thread job's deadline: ask it to stop; check_cancelled() raises JobTimeout."""
+        if job.state is _RUNNING and job._stop is None:
+            job._stop = JobTimeout(f"job {job.name!r} timed out after {job._opts.timeout} s")
+
+    # -- outcomes ------------------------------------------------------------------------
+
+    def _settle(self, job: Job[Any], value: Any, error: Exception | None) -> None:
+        if job._stop is not None:  # a stop request wins over what the job did after it
+            self._stopped(job)
+        elif error is None:
+            self._completed(job, value)
+        elif isinstance(error, JobCancelled):
+            self._end(job, _CANCELLED, error)
+        else:
+            self._failed(job, error)
+
+    def _completed(self, job: Job[Any], value: Any) -> None:
+        self._end(job, _COMPLETED, value)
+        callback = job._opts.callback
+        if callback is not None:
+            call_logged(callback, value)
+
+    def _stopped(self, job: Job[Any]) -> None:
+        stop = job._stop
+        if isinstance(stop, JobTimeout):
+            job._stop = None  # a timeout may be retried; the next attempt starts clean
+            self._failed(job, stop)
+        else:
+            self._end(job, _CANCELLED, stop)
+
+    def _failed(self, job: Job[Any], error: Exception) -> None:
+        retry = job._opts.retry
+        if retry is not None and self._state is not _CLOSED and retry.should_retry(error, job.attempts):
+            self._retry_later(job, retry)
+        else:
+            self._end(job, _FAILED, error)
+
+    def _retry_later(self, job: Job[Any], retry: Retry) -> None:
+        assert self._loop is not None
+        self._metrics.retried += 1
+        self._running -= 1
+        job.state = _PENDING
+        self._backoff.add(job)
+        job._hook = self._loop.call_later(retry.delay(job.attempts), self._requeue, job)
+
+    def _requeue(self, job: Job[Any]) -> None:
+        self._backoff.discard(job)
+        job._hook = None
+        job.queued_at = _now()
+        self._enqueue(job)
+
+    def _end(self, job: Job[Any], state: JobState, value: Any) -> None:
+        """The one way into a terminal state: counters, hooks and waiters, once per job."""
+        now = _now()
+        metrics = self._metrics
+        if job.state is _RUNNING:
+            self._running -= 1
+            metrics.run_time.add(now - job.started_at)  # type: ignore[operator]
+        job.state = state
+        job._value = value
+        job.finished_at = now
+        job._hook = None
+        if state is _COMPLETED:
+            metrics.completed += 1
+        elif state is _FAILED:
+            metrics.failed += 1
+        else:
+            metrics.cancelled += 1
+        token = job._opts.token
+        if token is not None:
+            token._unlink(job)
+        job._run_callbacks()
+        for hook in self._hooks:
+            call_logged(hook, job)
+        self._outstanding -= 1
+        if not self._outstanding and self._join_waiters:
+            waiters, self._join_waiters = self._join_waiters, []
+            _wake_all(waiters)
+
+    # -- cancelling ----------------------------------------------------------------------
+
+    def _cancel_job(self, job: Job[Any], reason: str | None) -> bool:
+        if job.finished_at is not None:
+            return False
+        if job.state is _PENDING:
+            timer = job._hook
+            if timer is not None:  # backing off before a retry
+                timer.cancel()
+                self._backoff.discard(job)
+            else:  # in the queue: leave a tombstone for the workers to skip
+                self._pending -= 1
+                self._tombstones += 1
+                if self._room_waiters:
+                    _wake_one(self._room_waiters)
+                self._maybe_compact()
+            self._end(job, _CANCELLED, JobCancelled(reason))
+            return True
+        if job._stop is None:
+            job._stop = JobCancelled(reason)
+            hook = job._hook
+            if isinstance(hook, anyio.CancelScope):
+                hook.cancel()
+            elif isinstance(hook, asyncio.Task) and hook is not asyncio.current_task():
+                hook.cancel()
+                job._hook = _INJECTED
+            # A thread job stops at its next check_cancelled(); a job that cancels itself
+            # ends CANCELLED when it returns.
+        return True
+
+    def _cancel_for_token(self, job: Job[Any], token: CancellationToken) -> None:
+        self._cancel_job(job, token.reason)
+
+    def _maybe_compact(self) -> None:
+        if self._tombstones > 1024 and self._tombstones > self._pending:
+            self._queue.compact(lambda job: job.state is _PENDING)
+            self._tombstones = 0
+
+    def _cancel_waiting(self, reason: str) -> None:
+        """Cancel the queued jobs and those backing off before a retry."""
+        for job in self._queue.drain():
+            if job.state is _PENDING:
+                self._pending -= 1
+                self._end(job, _CANCELLED, JobCancelled(reason))
+        self._tombstones = 0
+        for job in list(self._backoff):
+            self._cancel_job(job, reason)
+
+    def _cancel_all(self, reason: str) -> None:
+        self._cancel_waiting(reason)
+        for job in self.running_jobs():
+            self._cancel_job(job, reason)
+
+    def _close_intake(self) -> None:
+        self._state = _CLOSING
+        _wake_all(self._room_waiters)
+
+    async def _until_idle(self) -> None:
+        while self._outstanding:
+            assert self._loop is not None
+            waiter = self._loop.create_future()
+            self._join_waiters.append(waiter)
+            await waiter
+
+
+def _check_count(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value!r}")
+
+
+def _check_timeout(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds, got {value!r}")
+    if math.isnan(value) or value <= 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+
+
+def _check_type(name: str, value: object, expected: type) -> None:
+    if value is not None and not isinstance(value, expected):
+        raise TypeError(f"{name} must be a {expected.__name__} or None, got {value!r}")
+
+
+def _deadline(what: str, timeout: float | None) -> float:
+    if timeout is None:
+        return math.inf
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise TypeError(f"{what}(timeout=...) must be a number of seconds, got {timeout!r}")
+    if math.isnan(timeout) or timeout < 0:
+        raise ValueError(f"{what}(timeout=...) must be >= 0, got {timeout!r}")
+    return anyio.current_time() + timeout
+
+
+def _stop_or(job: Job[Any], reason: str) -> Exception:
+    return job._stop if isinstance(job._stop, JobCancelled) else JobCancelled(reason)
+
+
+def _wake_one(waiters: deque[asyncio.Future[None]]) -> None:
+    while waiters:
+        waiter = waiters.popleft()
+        if not waiter.done():
+            waiter.set_result(None)
+            return
+
+
+def _wake_all(waiters: Iterable[asyncio.Future[None]]) -> None:
+    for waiter in waiters:
+        if not waiter.done():
+            waiter.set_result(None)
+    if isinstance(waiters, deque | list):
+        waiters.clear()
+
+
+async def _aiter(items: Iterable[T] | AsyncIterable[T]) -> AsyncIterator[T]:
+    if isinstance(items, AsyncIterable):
+        async for item in items:
+            yield item
+    else:
+        for item in items:
+            yield item

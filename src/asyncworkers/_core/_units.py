@@ -1,0 +1,284 @@
+"""What a job is: the unit of work a user hands in, and the handle they get back."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections.abc import Callable, Generator, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
+
+from ._exceptions import AsyncworkersError
+
+if TYPE_CHECKING:
+    from ._cancel import CancellationToken
+    from ._retry import Retry
+
+__all__ = ["Job", "JobState", "Kind", "Options", "Priority", "WorkUnit", "current_job"]
+
+T = TypeVar("T")
+Kind = Literal["async", "thread", "process"]
+
+logger = logging.getLogger("asyncworkers")
+
+
+class Priority(enum.IntEnum):
+    """Named priority levels. Higher runs first; any int is accepted as a priority."""
+
+    LOWEST = 0
+    LOW = 1
+    NORMAL = 2
+    HIGH = 3
+    HIGHEST = 4
+
+
+class JobState(enum.Enum):
+    """Where a job is in its life. The last three are terminal: a job reaches one, once."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+@dataclass(slots=True)
+class WorkUnit(Generic[T]):
+    """A function, its arguments and how to run it, for :meth:`Runtime.enqueue`."""
+
+    fn: Callable[..., Any]
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    callback: Callable[[T], object] | None = None
+    priority: int = Priority.NORMAL
+    name: str | None = None
+    timeout: float | None = None
+    retry: Retry | None = None
+    token: CancellationToken | None = None
+    metadata: Mapping[str, Any] | None = None
+    kind: Kind | None = None
+
+
+class Options:
+    """The rarely set parts of a job, kept off the handle.
+
+    Jobs submitted without options share one instance per kind, so a plain job pays for
+    none of these fields.
+    """
+
+    __slots__ = ("callback", "kind", "metadata", "name", "retry", "scoped", "timeout", "token")
+
+    def __init__(
+        self,
+        kind: Kind,
+        *,
+        name: str | None = None,
+        timeout: float | None = None,
+        retry: Retry | None = None,
+        token: CancellationToken | None = None,
+        callback: Callable[[Any], object] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.kind = kind
+        self.name = name
+        self.timeout = timeout
+        self.retry = retry
+        self.token = token
+        self.callback = callback
+        self.metadata = metadata
+        # Only these jobs pay for an anyio cancel scope: a coroutine that must be stoppable
+        # by deadline or token, and process jobs, whose cancellation kills the process.
+        self.scoped = kind == "process" or (
+            kind == "async" and (timeout is not None or token is not None)
+        )
+
+
+class _Owner(Protocol):
+    """What a job needs from the runtime that runs it."""
+
+    def _cancel_job(self, job: Job[Any], reason: str | None) -> bool: ...
+
+
+_current_job: ContextVar[Job[Any] | None] = ContextVar("asyncworkers_current_job", default=None)
+
+
+def current_job() -> Job[Any] | None:
+    """The job whose code is running now (in its task or its thread), or None outside a job."""
+    return _current_job.get()
+
+
+class Job(Generic[T]):
+    """The handle of a submitted job. Await it for the result (or the job's exception).
+
+    Handles are made by the runtime, never by hand, and belong to the runtime's event loop:
+    call their methods from that loop's thread.
+    """
+
+    __slots__ = (
+        "_callbacks",
+        "_hook",
+        "_opts",
+        "_owner",
+        "_stop",
+        "_value",
+        "args",
+        "attempts",
+        "finished_at",
+        "fn",
+        "id",
+        "kwargs",
+        "priority",
+        "queued_at",
+        "started_at",
+        "state",
+    )
+
+    def __init__(
+        self,
+        owner: _Owner,
+        job_id: int,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any] | None,
+        priority: int,
+        opts: Options,
+        queued_at: float,
+    ) -> None:
+        self._owner = owner
+        self.id = job_id
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
+        self.priority = priority
+        self._opts = opts
+        self.state = JobState.PENDING
+        self.attempts = 0
+        self.queued_at = queued_at
+        self.started_at: float | None = None
+        self.finished_at: float | None = None
+        self._value: Any = None
+        # What stops this job when it is cancelled: the cancel scope, the worker task or the
+        # timer it runs or waits under; see Runtime._cancel_job.
+        self._hook: Any = None
+        # Set once a stop was asked for (JobCancelled or JobTimeout); a stop request wins
+        # over whatever the job does after it.
+        self._stop: AsyncworkersError | None = None
+        self._callbacks: list[Callable[[Job[T]], object]] | None = None
+
+    # -- what a user reads --------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The name given at submit time, else the function's qualified name."""
+        return self._opts.name or _callable_name(self.fn)
+
+    @property
+    def kind(self) -> Kind:
+        """How the job runs: ``"async"``, ``"thread"`` or ``"process"``."""
+        return self._opts.kind
+
+    @property
+    def metadata(self) -> Mapping[str, Any]:
+        """The metadata given at submit time (empty when none was)."""
+        return self._opts.metadata or {}
+
+    def done(self) -> bool:
+        """True once the job is COMPLETED, FAILED or CANCELLED."""
+        return self.finished_at is not None
+
+    def cancelled(self) -> bool:
+        return self.state is JobState.CANCELLED
+
+    def result(self) -> T:
+        """The job's return value; raises its exception, or ``InvalidStateError`` if not done."""
+        if self.finished_at is None:
+            raise asyncio.InvalidStateError(f"{self!r} has not finished")
+        if self.state is JobState.COMPLETED:
+            return self._value  # type: ignore[no-any-return]
+        raise self._value
+
+    def exception(self) -> BaseException | None:
+        """The exception that ended the job (``JobCancelled`` if cancelled), None on success."""
+        if self.finished_at is None:
+            raise asyncio.InvalidStateError(f"{self!r} has not finished")
+        return None if self.state is JobState.COMPLETED else self._value  # type: ignore[no-any-return]
+
+    def cancel(self, reason: str | None = None) -> bool:
+        """Cancel the job: a pending one never starts, a running one is stopped.
+
+        Returns True if the job was pending or running, False if it had already finished.
+        """
+        if reason is not None and not isinstance(reason, str):
+            raise TypeError(f"cancel(reason=...) must be a str or None, got {reason!r}")
+        return self._owner._cancel_job(self, reason)
+
+    def add_done_callback(self, fn: Callable[[Job[T]], object]) -> None:
+        """Call ``fn(job)`` once the job finishes; at once if it already has."""
+        if not callable(fn):
+            raise TypeError(f"add_done_callback() needs a callable, got {fn!r}")
+        if self.finished_at is not None:
+            call_logged(fn, self)
+        elif self._callbacks is None:
+            self._callbacks = [fn]
+        else:
+            self._callbacks.append(fn)
+
+    async def wait(self) -> JobState:
+        """Wait until the job finishes, whatever the outcome, and return its final state."""
+        if self.finished_at is None:
+            await self._future()
+        return self.state
+
+    def __await__(self) -> Generator[Any, None, T]:
+        if self.finished_at is None:
+            yield from self._future().__await__()
+        return self.result()
+
+    def __repr__(self) -> str:
+        return f"<Job id={self.id} name={self.name!r} state={self.state.name} attempts={self.attempts}>"
+
+    # -- what the runtime calls ---------------------------------------------------------
+
+    def _future(self) -> asyncio.Future[None]:
+        # A future per waiter, made only when someone waits: a cancelled waiter then
+        # cancels its own future and never the others'.
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.add_done_callback(_Wakeup(future))
+        return future
+
+    def _run_callbacks(self) -> None:
+        callbacks, self._callbacks = self._callbacks, None
+        if callbacks:
+            for fn in callbacks:
+                call_logged(fn, self)
+
+
+class _Wakeup:
+    """A done-callback that resolves one waiter's future."""
+
+    __slots__ = ("_future",)
+
+    def __init__(self, future: asyncio.Future[None]) -> None:
+        self._future = future
+
+    def __call__(self, job: Job[Any]) -> None:
+        if not self._future.done():
+            self._future.set_result(None)
+
+
+def _callable_name(fn: Callable[..., Any]) -> str:
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    if name is None:
+        inner = getattr(fn, "func", None)  # functools.partial
+        return _callable_name(inner) if inner is not None else type(fn).__qualname__
+    return str(name)
+
+
+def call_logged(fn: Callable[..., object], *args: Any) -> None:
+    """Call user code that must not break the runtime: log what it raises, drop nothing else."""
+    try:
+        fn(*args)
+    except Exception:
+        logger.exception("asyncworkers: callback %r raised", fn)
