@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections import deque
 from dataclasses import dataclass
 
 __all__ = ["Latency", "Metrics", "Recorder"]
@@ -11,6 +10,7 @@ __all__ = ["Latency", "Metrics", "Recorder"]
 # Percentiles cover the most recent samples: a bounded window keeps recording O(1) and
 # memory flat however long the runtime lives.
 WINDOW = 10_000
+TRIM_AT = 2 * WINDOW
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,22 +50,25 @@ class Metrics:
 
 
 class Series:
-    """A window of recent samples plus the maximum of all of them."""
+    """Recent samples in a plain list (appending is the cheapest record there is), trimmed
+    to the last ``WINDOW`` by :meth:`trim` once it doubles, plus the maximum of them all."""
 
-    __slots__ = ("maximum", "samples", "total")
+    __slots__ = ("_maximum", "_total_trimmed", "samples")
 
     def __init__(self) -> None:
-        self.samples: deque[float] = deque(maxlen=WINDOW)
-        self.maximum = 0.0
-        self.total = 0
+        self.samples: list[float] = []
+        self._maximum = 0.0
+        self._total_trimmed = 0
 
-    def add(self, value: float) -> None:
-        self.samples.append(value)
-        self.total += 1
-        if value > self.maximum:
-            self.maximum = value
+    def trim(self) -> None:
+        excess = len(self.samples) - WINDOW
+        if excess > 0:
+            self._maximum = max(self._maximum, *self.samples[:excess])
+            self._total_trimmed += excess
+            del self.samples[:excess]
 
     def snapshot(self) -> Latency:
+        self.trim()
         if not self.samples:
             return Latency()
         ordered = sorted(self.samples)
@@ -73,8 +76,8 @@ class Series:
             p50=_nearest_rank(ordered, 0.50),
             p90=_nearest_rank(ordered, 0.90),
             p99=_nearest_rank(ordered, 0.99),
-            max=self.maximum,
-            count=self.total,
+            max=max(self._maximum, ordered[-1]),
+            count=self._total_trimmed + len(ordered),
         )
 
 
@@ -105,6 +108,11 @@ class Recorder:
         self.worker_errors = 0
         self.wait_time = Series()
         self.run_time = Series()
+
+    def trim(self) -> None:
+        """Called by the runtime when the run-time samples reach twice the window."""
+        self.wait_time.trim()
+        self.run_time.trim()
 
     def snapshot(self, *, running: int, pending: int, workers: int) -> Metrics:
         return Metrics(

@@ -28,7 +28,7 @@ from anyio.abc import TaskGroup
 from ._bridges import KINDS, check_picklable, default_kind, run_in_process, run_in_thread
 from ._cancel import CancellationToken, _in_loop
 from ._exceptions import JobCancelled, JobTimeout, QueueFull, RuntimeClosed
-from ._metrics import Metrics, Recorder
+from ._metrics import TRIM_AT, Metrics, Recorder
 from ._queue import PriorityQueue
 from ._retry import Retry
 from ._units import Job, JobState, Kind, Options, Priority, WorkUnit, _current_job, call_logged
@@ -56,6 +56,12 @@ _INJECTED: Final = object()
 
 # How long cancelled jobs get to stop, in the last phase of shutdown, when no timeout says.
 DEFAULT_GRACE: Final = 1.0
+
+# Priorities that need no further check on the fast path of submit.
+_PLAIN_INTS: Final = frozenset((int, Priority))
+
+# Callables whose default options are remembered, at most; past that they are looked up.
+_KIND_CACHE_SIZE: Final = 4096
 
 _OPTION_NAMES: Final = frozenset(
     ("priority", "timeout", "retry", "token", "name", "callback", "metadata", "kind")
@@ -137,6 +143,7 @@ class Runtime:
 
         self._plain_async = Options("async")
         self._plain_thread = Options("thread")
+        self._plain_by_fn: dict[Callable[..., Any], Options] = {}
         self._tg: TaskGroup | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed: anyio.Event | None = None
@@ -243,10 +250,12 @@ class Runtime:
         """
         if self._state is not _OPEN:
             raise self._not_open()
-        if options:
-            priority, opts = self._options(fn, args, None, options)
-        else:
+        if not options:
             priority, opts = _NORMAL, self._plain_options(fn)
+        elif len(options) == 1 and options.get("priority").__class__ in _PLAIN_INTS:
+            priority, opts = options["priority"], self._plain_options(fn)
+        else:
+            priority, opts = self._options(fn, args, None, options)
         if self._max_pending is not None and self._pending >= self._max_pending:
             raise QueueFull(f"the queue is full: max_pending={self._max_pending} jobs are waiting")
         return self._accept(Job(self, next(self._ids), fn, args, None, priority, opts, _now()))
@@ -412,9 +421,21 @@ class Runtime:
     # -- options and intake ----------------------------------------------------------------
 
     def _plain_options(self, fn: Callable[..., Any]) -> Options:
-        if not callable(fn):
-            raise TypeError(f"expected a callable to run, got {fn!r}")
-        return self._plain_async if default_kind(fn) == "async" else self._plain_thread
+        """The shared options of a job submitted with none, by the kind of *fn*."""
+        try:
+            opts = self._plain_by_fn.get(fn)
+        except TypeError:  # an unhashable callable
+            opts = None
+        if opts is None:
+            if not callable(fn):
+                raise TypeError(f"expected a callable to run, got {fn!r}")
+            opts = self._plain_async if default_kind(fn) == "async" else self._plain_thread
+            if len(self._plain_by_fn) < _KIND_CACHE_SIZE:
+                try:
+                    self._plain_by_fn[fn] = opts
+                except TypeError:
+                    pass
+        return opts
 
     def _options(
         self,
@@ -468,7 +489,13 @@ class Runtime:
         self._metrics.submitted += 1
         self._outstanding += 1
         token = job._opts.token
-        if token is not None:
+        if token is None:
+            self._pending += 1
+            self._queue.push(job, job.priority)
+            if self._idle:
+                _wake_one(self._idle)
+            return job
+        else:
             assert self._loop is not None
             cancel = functools.partial(self._cancel_for_token, job, token)
             if not token._link(job, _in_loop(self._loop, cancel)):
@@ -542,6 +569,7 @@ class Runtime:
         task = asyncio.current_task()
         assert task is not None
         set_current_job = _current_job.set
+        wait_samples = self._metrics.wait_time.samples
         while self._live <= self._target:
             job = None if self._paused else queue.pop()
             if job is None:
@@ -557,14 +585,36 @@ class Runtime:
             job.state = _RUNNING
             job.attempts += 1
             job.started_at = started = _now()
-            self._metrics.wait_time.add(started - job.queued_at)
+            wait_samples.append(started - job.queued_at)
             self._running += 1
             set_current_job(job)
             opts = job._opts
-            if opts.scoped:
+            if opts.inline:
+                # The hot path, kept in this loop: a helper coroutine per job costs as much
+                # as the job. See _cancel_job for _INJECTED.
+                job._hook = task
+                try:
+                    if job.kwargs:
+                        value = await job.fn(*job.args, **job.kwargs)
+                    else:
+                        value = await job.fn(*job.args)
+                except asyncio.CancelledError:
+                    if job._hook is not _INJECTED or task.uncancel():
+                        raise  # not (only) ours: the worker itself is being cancelled
+                    self._stopped(job)
+                except Exception as exc:
+                    if job._hook is _INJECTED:
+                        task.uncancel()
+                    self._settle(job, None, exc)
+                else:
+                    if job._stop is None:
+                        self._end(job, _COMPLETED, value)
+                    else:  # the job swallowed its cancellation; the stop still wins
+                        if job._hook is _INJECTED:
+                            task.uncancel()
+                        self._stopped(job)
+            elif opts.scoped:
                 await self._run_scoped(job, opts)
-            elif opts.kind == "async":
-                await self._run_inline(job, task)
             else:
                 await self._run_thread(job, opts)
             worker.job = None
@@ -591,30 +641,6 @@ class Runtime:
                     worker.scope.cancel()
 
     # -- running one job ---------------------------------------------------------------
-
-    async def _run_inline(self, job: Job[Any], task: asyncio.Task[Any]) -> None:
-        job._hook = task
-        try:
-            if job.kwargs:
-                value = await job.fn(*job.args, **job.kwargs)
-            else:
-                value = await job.fn(*job.args)
-        except asyncio.CancelledError:
-            # Ours (job.cancel) only if we injected it and nobody else cancelled the worker.
-            if job._hook is not _INJECTED or task.uncancel():
-                raise
-            self._stopped(job)
-        except Exception as exc:
-            if job._hook is _INJECTED:
-                task.uncancel()
-            self._settle(job, None, exc)
-        else:
-            if job._hook is _INJECTED:
-                task.uncancel()
-            if job._stop is None:
-                self._completed(job, value)
-            else:
-                self._stopped(job)
 
     async def _run_scoped(self, job: Job[Any], opts: Options) -> None:
         timeout = opts.timeout
@@ -664,17 +690,11 @@ class Runtime:
         if job._stop is not None:  # a stop request wins over what the job did after it
             self._stopped(job)
         elif error is None:
-            self._completed(job, value)
+            self._end(job, _COMPLETED, value)
         elif isinstance(error, JobCancelled):
             self._end(job, _CANCELLED, error)
         else:
             self._failed(job, error)
-
-    def _completed(self, job: Job[Any], value: Any) -> None:
-        self._end(job, _COMPLETED, value)
-        callback = job._opts.callback
-        if callback is not None:
-            call_logged(callback, value)
 
     def _stopped(self, job: Job[Any]) -> None:
         stop = job._stop
@@ -711,21 +731,27 @@ class Runtime:
         metrics = self._metrics
         if job.state is _RUNNING:
             self._running -= 1
-            metrics.run_time.add(now - job.started_at)  # type: ignore[operator]
+            samples = metrics.run_time.samples
+            samples.append(now - job.started_at)  # type: ignore[operator]
+            if len(samples) >= TRIM_AT:
+                metrics.trim()
+        opts = job._opts
         job.state = state
         job._value = value
         job.finished_at = now
         job._hook = None
         if state is _COMPLETED:
             metrics.completed += 1
+            if opts.callback is not None:
+                call_logged(opts.callback, value)
         elif state is _FAILED:
             metrics.failed += 1
         else:
             metrics.cancelled += 1
-        token = job._opts.token
-        if token is not None:
-            token._unlink(job)
-        job._run_callbacks()
+        if opts.token is not None:
+            opts.token._unlink(job)
+        if job._callbacks is not None:
+            job._run_callbacks()
         for hook in self._hooks:
             call_logged(hook, job)
         self._outstanding -= 1

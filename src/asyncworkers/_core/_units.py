@@ -68,7 +68,17 @@ class Options:
     none of these fields.
     """
 
-    __slots__ = ("callback", "kind", "metadata", "name", "retry", "scoped", "timeout", "token")
+    __slots__ = (
+        "callback",
+        "inline",
+        "kind",
+        "metadata",
+        "name",
+        "retry",
+        "scoped",
+        "timeout",
+        "token",
+    )
 
     def __init__(
         self,
@@ -93,6 +103,8 @@ class Options:
         self.scoped = kind == "process" or (
             kind == "async" and (timeout is not None or token is not None)
         )
+        # The rest of the coroutine jobs are awaited straight from the worker's loop.
+        self.inline = kind == "async" and not self.scoped
 
 
 class _Owner(Protocol):
@@ -234,7 +246,9 @@ class Job(Generic[T]):
     def __await__(self) -> Generator[Any, None, T]:
         if self.finished_at is None:
             yield from self._future().__await__()
-        return self.result()
+        if self.state is JobState.COMPLETED:
+            return self._value  # type: ignore[no-any-return]
+        raise self._value
 
     def __repr__(self) -> str:
         return f"<Job id={self.id} name={self.name!r} state={self.state.name} attempts={self.attempts}>"
