@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import threading
 import weakref
@@ -94,7 +95,12 @@ class CancellationToken:
             return
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        unregister = self.register(_in_loop(loop, lambda: future.done() or future.set_result(None)))
+
+        def wake() -> None:
+            if not future.done():
+                future.set_result(None)
+
+        unregister = self.register(_in_loop(loop, wake))
         try:
             await future
         finally:
@@ -169,9 +175,8 @@ def _in_loop(loop: asyncio.AbstractEventLoop, fn: Callable[[], object]) -> Calla
         if running is loop:
             fn()
         else:
-            try:
+            # A closed loop raises RuntimeError: nobody is left there to cancel.
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(fn)
-            except RuntimeError:  # the loop is closed: nobody is left to cancel
-                pass
 
     return call

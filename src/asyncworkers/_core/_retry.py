@@ -65,9 +65,7 @@ def _check_int(name: str, value: object, *, minimum: int) -> None:
         raise ValueError(f"Retry({name}=...) must be >= {minimum}, got {value!r}")
 
 
-def _check_float(
-    name: str, value: object, *, minimum: float, maximum: float | None = None
-) -> None:
+def _check_float(name: str, value: object, *, minimum: float, maximum: float | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"Retry({name}=...) must be a number, got {value!r}")
     if math.isnan(value) or value < minimum or (maximum is not None and value > maximum):

@@ -11,6 +11,7 @@ the way ``asyncio.timeout`` does, so the worker lives on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import itertools
 import logging
@@ -84,11 +85,12 @@ class JobOptions(TypedDict, total=False):
 class _Worker:
     """One worker coroutine's state: its own cancel scope and the job it runs now."""
 
-    __slots__ = ("job", "scope")
+    __slots__ = ("job", "scope", "task")
 
     def __init__(self) -> None:
         self.job: Job[Any] | None = None
         self.scope: anyio.CancelScope | None = None
+        self.task: asyncio.Task[Any] | None = None
 
 
 class Runtime:
@@ -130,8 +132,6 @@ class Runtime:
         self._metrics = Recorder()
         self._pending = 0  # live jobs in the queue (tombstones excluded)
         self._tombstones = 0  # cancelled jobs still sitting in the queue
-        self._running = 0
-        self._outstanding = 0  # submitted and not finished: pending, backing off or running
         self._backoff: set[Job[Any]] = set()
         self._workers: set[_Worker] = set()
         self._live = 0  # worker coroutines alive
@@ -178,11 +178,12 @@ class Runtime:
             elif issubclass(exc_type, Exception):
                 await self.shutdown(wait=False)
             else:  # cancelled or interrupted: nothing may be awaited, stop everything now
-                self._close_intake()
-                self._cancel_all("runtime cancelled")
-                self._stop_workers(force=True)
-        finally:
-            return await self._tg.__aexit__(exc_type, exc, tb)  # noqa: B012
+                self._abort("the runtime was cancelled")
+        except BaseException as error:
+            # Leaving the task group is still owed, whatever interrupted the shutdown.
+            await self._tg.__aexit__(type(error), error, error.__traceback__)
+            raise
+        return await self._tg.__aexit__(exc_type, exc, tb)
 
     async def shutdown(
         self, wait: bool = True, cancel_pending: bool = False, timeout: float | None = None
@@ -206,20 +207,39 @@ class Runtime:
             await self._closed.wait()
             return
         self._close_intake()
+        try:
+            await self._drain_then_cancel(wait, cancel_pending, deadline)
+        except BaseException:  # shutdown itself was cancelled: finish the job at once
+            self._abort("the shutdown was cancelled")
+            raise
+        self._finish_close(force=bool(self._unfinished()))
+
+    async def _drain_then_cancel(self, wait: bool, cancel_pending: bool, deadline: float) -> None:
         if cancel_pending or not wait:
             self._cancel_waiting("cancelled by shutdown")
         if wait:
             self.resume()
             with anyio.CancelScope(deadline=deadline):
                 await self._until_idle()
-        if self._outstanding:
+        if self._unfinished():
             self._cancel_all("cancelled by shutdown")
             if deadline == math.inf:
                 deadline = anyio.current_time() + DEFAULT_GRACE
             with anyio.CancelScope(deadline=deadline):
                 await self._until_idle()
-        self._stop_workers(force=bool(self._outstanding))
+
+    def _abort(self, reason: str) -> None:
+        """Stop everything now, without awaiting anything."""
+        if self._state is _CLOSED:
+            return
+        self._close_intake()
+        self._cancel_all(reason)
+        self._finish_close(force=True)
+
+    def _finish_close(self, *, force: bool) -> None:
+        self._stop_workers(force=force)
         self._state = _CLOSED
+        assert self._closed is not None
         self._closed.set()
 
     # -- submitting ----------------------------------------------------------------------
@@ -227,19 +247,19 @@ class Runtime:
     @overload
     def submit_nowait(
         self,
-        fn: Callable[[Unpack[Ts]], Awaitable[T]],
+        fn: Callable[[*Ts], Awaitable[T]],
         /,
-        *args: Unpack[Ts],
+        *args: *Ts,
         **options: Unpack[JobOptions],
     ) -> Job[T]: ...
 
     @overload
     def submit_nowait(
-        self, fn: Callable[[Unpack[Ts]], T], /, *args: Unpack[Ts], **options: Unpack[JobOptions]
+        self, fn: Callable[[*Ts], T], /, *args: *Ts, **options: Unpack[JobOptions]
     ) -> Job[T]: ...
 
     def submit_nowait(
-        self, fn: Callable[..., Any], /, *args: Any, **options: Unpack[JobOptions]
+        self, fn: Callable[[*Ts], Any], /, *args: *Ts, **options: Unpack[JobOptions]
     ) -> Job[Any]:
         """Queue ``fn(*args)`` and return its handle at once.
 
@@ -250,12 +270,14 @@ class Runtime:
         """
         if self._state is not _OPEN:
             raise self._not_open()
-        if not options:
-            priority, opts = _NORMAL, self._plain_options(fn)
-        elif len(options) == 1 and options.get("priority").__class__ in _PLAIN_INTS:
-            priority, opts = options["priority"], self._plain_options(fn)
-        else:
+        if options and (len(options) > 1 or options.get("priority").__class__ not in _PLAIN_INTS):
             priority, opts = self._options(fn, args, None, options)
+        else:
+            priority = options["priority"] if options else _NORMAL
+            try:  # the options shared by plain jobs of this callable, looked up inline
+                opts = self._plain_by_fn[fn]
+            except (KeyError, TypeError):
+                opts = self._plain_options(fn)
         if self._max_pending is not None and self._pending >= self._max_pending:
             raise QueueFull(f"the queue is full: max_pending={self._max_pending} jobs are waiting")
         return self._accept(Job(self, next(self._ids), fn, args, None, priority, opts, _now()))
@@ -263,19 +285,19 @@ class Runtime:
     @overload
     async def submit(
         self,
-        fn: Callable[[Unpack[Ts]], Awaitable[T]],
+        fn: Callable[[*Ts], Awaitable[T]],
         /,
-        *args: Unpack[Ts],
+        *args: *Ts,
         **options: Unpack[JobOptions],
     ) -> Job[T]: ...
 
     @overload
     async def submit(
-        self, fn: Callable[[Unpack[Ts]], T], /, *args: Unpack[Ts], **options: Unpack[JobOptions]
+        self, fn: Callable[[*Ts], T], /, *args: *Ts, **options: Unpack[JobOptions]
     ) -> Job[T]: ...
 
     async def submit(
-        self, fn: Callable[..., Any], /, *args: Any, **options: Unpack[JobOptions]
+        self, fn: Callable[[*Ts], Any], /, *args: *Ts, **options: Unpack[JobOptions]
     ) -> Job[Any]:
         """Like :meth:`submit_nowait`, but waits for room when ``max_pending`` is reached."""
         if self._max_pending is not None:
@@ -301,24 +323,26 @@ class Runtime:
         priority, opts = self._options(unit.fn, unit.args, kwargs, options)
         if self._max_pending is not None and self._pending >= self._max_pending:
             raise QueueFull(f"the queue is full: max_pending={self._max_pending} jobs are waiting")
-        job = Job(self, next(self._ids), unit.fn, unit.args, kwargs, priority, opts, _now())
+        job: Job[T] = Job(self, next(self._ids), unit.fn, unit.args, kwargs, priority, opts, _now())
         return self._accept(job)
 
     @overload
     async def run(
         self,
-        fn: Callable[[Unpack[Ts]], Awaitable[T]],
+        fn: Callable[[*Ts], Awaitable[T]],
         /,
-        *args: Unpack[Ts],
+        *args: *Ts,
         **options: Unpack[JobOptions],
     ) -> T: ...
 
     @overload
     async def run(
-        self, fn: Callable[[Unpack[Ts]], T], /, *args: Unpack[Ts], **options: Unpack[JobOptions]
+        self, fn: Callable[[*Ts], T], /, *args: *Ts, **options: Unpack[JobOptions]
     ) -> T: ...
 
-    async def run(self, fn: Callable[..., Any], /, *args: Any, **options: Unpack[JobOptions]) -> Any:
+    async def run(
+        self, fn: Callable[[*Ts], Any], /, *args: *Ts, **options: Unpack[JobOptions]
+    ) -> Any:
         """Submit ``fn(*args)`` and wait for its result. Cancelling the caller cancels the job."""
         job = await self.submit(fn, *args, **options)
         try:
@@ -388,12 +412,12 @@ class Runtime:
         deadline = _deadline("join", timeout)
         with anyio.CancelScope(deadline=deadline):
             await self._until_idle()
-        return self._outstanding == 0
+        return not self._unfinished()
 
     def metrics(self) -> Metrics:
         """A frozen snapshot of the counters and latency percentiles."""
         return self._metrics.snapshot(
-            running=self._running,
+            running=self._count_running(),
             pending=self._pending + len(self._backoff),
             workers=self._live,
         )
@@ -410,11 +434,20 @@ class Runtime:
 
     def running_jobs(self) -> list[Job[Any]]:
         """The jobs running now."""
-        return [w.job for w in self._workers if w.job is not None]
+        return [w.job for w in self._workers if w.job is not None and w.job.state is _RUNNING]
+
+    def _count_running(self) -> int:
+        return len(self.running_jobs())
+
+    def _unfinished(self) -> int:
+        """Jobs submitted and not finished (pending, backing off or running): derived, so
+        that the hot path keeps one counter fewer."""
+        m = self._metrics
+        return m.submitted - m.completed - m.failed - m.cancelled
 
     def __repr__(self) -> str:
         return (
-            f"<Runtime state={self._state} workers={self._live} running={self._running} "
+            f"<Runtime state={self._state} workers={self._live} running={self._count_running()} "
             f"pending={self._pending} paused={self._paused}>"
         )
 
@@ -431,10 +464,8 @@ class Runtime:
                 raise TypeError(f"expected a callable to run, got {fn!r}")
             opts = self._plain_async if default_kind(fn) == "async" else self._plain_thread
             if len(self._plain_by_fn) < _KIND_CACHE_SIZE:
-                try:
+                with contextlib.suppress(TypeError):  # unhashable: looked up every time
                     self._plain_by_fn[fn] = opts
-                except TypeError:
-                    pass
         return opts
 
     def _options(
@@ -487,7 +518,6 @@ class Runtime:
 
     def _accept(self, job: Job[Any]) -> Job[Any]:
         self._metrics.submitted += 1
-        self._outstanding += 1
         token = job._opts.token
         if token is None:
             self._pending += 1
@@ -495,12 +525,11 @@ class Runtime:
             if self._idle:
                 _wake_one(self._idle)
             return job
-        else:
-            assert self._loop is not None
-            cancel = functools.partial(self._cancel_for_token, job, token)
-            if not token._link(job, _in_loop(self._loop, cancel)):
-                self._end(job, _CANCELLED, JobCancelled(token.reason))
-                return job
+        assert self._loop is not None
+        cancel = functools.partial(self._cancel_for_token, job, token)
+        if not token._link(job, _in_loop(self._loop, cancel)):
+            self._end(job, _CANCELLED, JobCancelled(token.reason))
+            return job
         self._enqueue(job)
         return job
 
@@ -526,9 +555,7 @@ class Runtime:
 
     def _not_open(self) -> Exception:
         if self._state is _NEW:
-            return RuntimeError(
-                "the runtime is not started: use 'async with Runtime(...) as rt:'"
-            )
+            return RuntimeError("the runtime is not started: use 'async with Runtime(...) as rt:'")
         return RuntimeClosed(f"the runtime is {self._state} and takes no more jobs")
 
     # -- workers -----------------------------------------------------------------------
@@ -566,7 +593,7 @@ class Runtime:
 
     async def _work(self, worker: _Worker) -> None:
         queue = self._queue
-        task = asyncio.current_task()
+        task = worker.task = asyncio.current_task()
         assert task is not None
         set_current_job = _current_job.set
         wait_samples = self._metrics.wait_time.samples
@@ -586,13 +613,11 @@ class Runtime:
             job.attempts += 1
             job.started_at = started = _now()
             wait_samples.append(started - job.queued_at)
-            self._running += 1
             set_current_job(job)
             opts = job._opts
             if opts.inline:
                 # The hot path, kept in this loop: a helper coroutine per job costs as much
                 # as the job. See _cancel_job for _INJECTED.
-                job._hook = task
                 try:
                     if job.kwargs:
                         value = await job.fn(*job.args, **job.kwargs)
@@ -659,12 +684,14 @@ class Runtime:
                     value = await job.fn(*job.args)
             except Exception as exc:
                 error = exc
+        job._hook = None
         if scope.cancel_called and job._stop is None:
             job._stop = JobTimeout(f"job {job.name!r} timed out after {timeout} s")
         self._settle(job, value, error)
 
     async def _run_thread(self, job: Job[Any], opts: Options) -> None:
-        assert self._loop is not None and self._thread_limiter is not None
+        assert self._loop is not None
+        assert self._thread_limiter is not None
         timer = None
         if opts.timeout is not None:
             timer = self._loop.call_later(opts.timeout, self._expire, job)
@@ -706,7 +733,11 @@ class Runtime:
 
     def _failed(self, job: Job[Any], error: Exception) -> None:
         retry = job._opts.retry
-        if retry is not None and self._state is not _CLOSED and retry.should_retry(error, job.attempts):
+        if (
+            retry is not None
+            and self._state is not _CLOSED
+            and retry.should_retry(error, job.attempts)
+        ):
             self._retry_later(job, retry)
         else:
             self._end(job, _FAILED, error)
@@ -714,7 +745,6 @@ class Runtime:
     def _retry_later(self, job: Job[Any], retry: Retry) -> None:
         assert self._loop is not None
         self._metrics.retried += 1
-        self._running -= 1
         job.state = _PENDING
         self._backoff.add(job)
         job._hook = self._loop.call_later(retry.delay(job.attempts), self._requeue, job)
@@ -730,7 +760,6 @@ class Runtime:
         now = _now()
         metrics = self._metrics
         if job.state is _RUNNING:
-            self._running -= 1
             samples = metrics.run_time.samples
             samples.append(now - job.started_at)  # type: ignore[operator]
             if len(samples) >= TRIM_AT:
@@ -739,7 +768,6 @@ class Runtime:
         job.state = state
         job._value = value
         job.finished_at = now
-        job._hook = None
         if state is _COMPLETED:
             metrics.completed += 1
             if opts.callback is not None:
@@ -754,8 +782,7 @@ class Runtime:
             job._run_callbacks()
         for hook in self._hooks:
             call_logged(hook, job)
-        self._outstanding -= 1
-        if not self._outstanding and self._join_waiters:
+        if self._join_waiters and not self._unfinished():
             waiters, self._join_waiters = self._join_waiters, []
             _wake_all(waiters)
 
@@ -782,12 +809,20 @@ class Runtime:
             hook = job._hook
             if isinstance(hook, anyio.CancelScope):
                 hook.cancel()
-            elif isinstance(hook, asyncio.Task) and hook is not asyncio.current_task():
-                hook.cancel()
-                job._hook = _INJECTED
+            elif job._opts.inline:
+                task = self._task_running(job)
+                if task is not None and task is not asyncio.current_task():
+                    task.cancel()
+                    job._hook = _INJECTED
             # A thread job stops at its next check_cancelled(); a job that cancels itself
             # ends CANCELLED when it returns.
         return True
+
+    def _task_running(self, job: Job[Any]) -> asyncio.Task[Any] | None:
+        for worker in self._workers:
+            if worker.job is job:
+                return worker.task
+        return None
 
     def _cancel_for_token(self, job: Job[Any], token: CancellationToken) -> None:
         self._cancel_job(job, token.reason)
@@ -817,7 +852,7 @@ class Runtime:
         _wake_all(self._room_waiters)
 
     async def _until_idle(self) -> None:
-        while self._outstanding:
+        while self._unfinished():
             assert self._loop is not None
             waiter = self._loop.create_future()
             self._join_waiters.append(waiter)

@@ -215,7 +215,7 @@ class Job(Generic[T]):
         """The exception that ended the job (``JobCancelled`` if cancelled), None on success."""
         if self.finished_at is None:
             raise asyncio.InvalidStateError(f"{self!r} has not finished")
-        return None if self.state is JobState.COMPLETED else self._value  # type: ignore[no-any-return]
+        return None if self.state is JobState.COMPLETED else self._value
 
     def cancel(self, reason: str | None = None) -> bool:
         """Cancel the job: a pending one never starts, a running one is stopped.
@@ -251,7 +251,10 @@ class Job(Generic[T]):
         raise self._value
 
     def __repr__(self) -> str:
-        return f"<Job id={self.id} name={self.name!r} state={self.state.name} attempts={self.attempts}>"
+        return (
+            f"<Job id={self.id} name={self.name!r} state={self.state.name} "
+            f"attempts={self.attempts}>"
+        )
 
     # -- what the runtime calls ---------------------------------------------------------
 
