@@ -654,12 +654,15 @@ class Runtime:
         self._target = 0
         _wake_all(self._idle)
         if force:
-            stuck = self.running_jobs()
+            # Coroutines and processes stop when their worker is cancelled; a thread cannot
+            # be stopped, so a thread job still running now is left behind, and said so.
+            stuck = [job for job in self.running_jobs() if job.kind == "thread"]
             if stuck:
                 logger.warning(
-                    "asyncworkers: abandoning %d job(s) that did not stop when cancelled: %s",
+                    "asyncworkers: abandoning %d thread job(s) still running when the "
+                    "runtime stopped (a thread stops only at check_cancelled()): %s",
                     len(stuck),
-                    ", ".join(f"{j.name} (id {j.id})" for j in stuck),
+                    ", ".join(f"{job.name} (id {job.id})" for job in stuck),
                 )
             for worker in self._workers:
                 if worker.scope is not None:
