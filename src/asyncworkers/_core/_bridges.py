@@ -44,7 +44,9 @@ def default_kind(fn: Callable[..., Any]) -> Kind:
     return "async" if is_async else "thread"
 
 
-def check_picklable(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any] | None) -> None:
+def check_picklable(
+    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any] | None
+) -> None:
     """Raise TypeError naming the first thing a process job could not send to its worker."""
     _dumps(fn, f"the function {fn!r}")
     for index, arg in enumerate(args):
@@ -58,8 +60,7 @@ def _dumps(obj: object, what: str) -> None:
         pickle.dumps(obj)
     except Exception as exc:
         raise TypeError(
-            f'kind="process" needs everything it sends to be picklable, '
-            f"and {what} is not: {exc}"
+            f'kind="process" needs everything it sends to be picklable, and {what} is not: {exc}'
         ) from exc
 
 

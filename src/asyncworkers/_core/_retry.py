@@ -50,7 +50,10 @@ class Retry:
         """Seconds to wait before the attempt that follows attempt number *attempts_made*."""
         if self.backoff == 0.0:
             return 0.0
-        delay = self.backoff * self.multiplier ** (attempts_made - 1)
+        try:
+            delay = self.backoff * self.multiplier ** (attempts_made - 1)
+        except OverflowError:  # float ** raises past ~1e308; only the cap is left to apply
+            delay = math.inf
         if self.max_backoff is not None:
             delay = min(delay, self.max_backoff)
         if self.jitter:

@@ -1,0 +1,54 @@
+"""Development sessions: ``nox`` runs tests, lint and typecheck; ``nox -s NAME`` runs one.
+
+Each session installs the project into its own virtualenv, made with the interpreter that
+runs nox (reuse them with ``nox -r``).
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typecheck"]
+
+LINT_PATHS = ["src", "tests", "benchmarks", "noxfile.py"]
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The test suite; every async test runs on asyncio and on uvloop (tests/conftest.py).
+
+    Arguments after ``--`` go to pytest: ``nox -s tests -- -x -k cancel``.
+    """
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "pytest", *(session.posargs or ["-q"]))
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check over the sources, tests, benchmarks and this file."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", *LINT_PATHS)
+    session.run("ruff", "format", "--check", *LINT_PATHS)
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict over src and tests, as configured in pyproject.toml."""
+    session.install("-e", ".[test]", "mypy>=1.11")
+    session.run("mypy", *session.posargs)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Run every ``python`` example in README.md and docs/*.md, and check the API reference
+    covers ``asyncworkers.__all__`` (tests/test_docs.py)."""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "pytest", "-q", "tests/test_docs.py", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """The benchmarks: the runtime and its peers side by side. Never part of the tests."""
+    session.install("-e", ".[bench]")
+    session.run("python", "benchmarks/inproc.py")
+    session.run("python", "benchmarks/bridges.py")
