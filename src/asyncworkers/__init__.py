@@ -19,6 +19,7 @@ from ._core._exceptions import (
 from ._core._metrics import Latency, Metrics
 from ._core._retry import Retry
 from ._core._runtime import JobOptions, Runtime
+from ._core._signals import run
 from ._core._units import Job, JobState, Kind, Priority, WorkUnit, current_job
 
 __all__ = (
@@ -41,6 +42,7 @@ __all__ = (
     "WorkerCrashed",
     "check_cancelled",
     "current_job",
+    "run",
 )
 
 __version__ = "0.1.0"

@@ -17,6 +17,7 @@ import itertools
 import logging
 import math
 import os
+import signal
 import time
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
@@ -32,6 +33,7 @@ from ._exceptions import JobCancelled, JobTimeout, QueueFull, RuntimeClosed
 from ._metrics import TRIM_AT, Metrics, Recorder
 from ._queue import PriorityQueue
 from ._retry import Retry
+from ._signals import subscribe
 from ._units import Job, JobState, Kind, Options, Priority, WorkUnit, _current_job, call_logged
 
 __all__ = ["JobOptions", "Runtime"]
@@ -104,6 +106,12 @@ class Runtime:
     :param processes: how many process jobs run at once (None: ``os.cpu_count()``)
     :param max_pending: how many jobs may wait in the queue (None: no bound); running jobs
         do not count
+    :param shutdown_timeout: how long leaving the block may drain before what is left is
+        cancelled (None: as long as the jobs take)
+    :param handle_signals: on the first SIGINT or SIGTERM, cancel the body of the
+        ``async with`` block, stop taking work and drain within *shutdown_timeout*; on the
+        second, cancel what is left. The block then ends without an error. Needs the event
+        loop of the main thread.
     """
 
     def __init__(
@@ -113,8 +121,14 @@ class Runtime:
         threads: int = 40,
         processes: int | None = None,
         max_pending: int | None = None,
+        shutdown_timeout: float | None = None,
+        handle_signals: bool = False,
     ) -> None:
         _check_count("workers", workers)
+        if shutdown_timeout is not None:
+            _check_delay("shutdown_timeout", shutdown_timeout)
+        if not isinstance(handle_signals, bool):
+            raise TypeError(f"handle_signals must be a bool, got {handle_signals!r}")
         _check_count("threads", threads)
         if processes is not None:
             _check_count("processes", processes)
@@ -124,6 +138,8 @@ class Runtime:
         self._threads = threads
         self._processes = processes or os.cpu_count() or 1
         self._max_pending = max_pending
+        self._shutdown_timeout = shutdown_timeout
+        self._handle_signals = handle_signals
 
         self._state = _NEW
         self._paused = False
@@ -149,6 +165,13 @@ class Runtime:
         self._closed: anyio.Event | None = None
         self._thread_limiter: anyio.CapacityLimiter | None = None
         self._process_limiter: anyio.CapacityLimiter | None = None
+        # Signal handling: the scope around the body of the block, the one around the
+        # drain (a second signal cancels it), and how many signals arrived.
+        self._body_scope: anyio.CancelScope | None = None
+        self._drain_scope: anyio.CancelScope | None = None
+        self._signals_seen = 0
+        self._hurry = False  # a second signal arrived: skip the drain
+        self._unsubscribe: Callable[[], None] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -156,6 +179,8 @@ class Runtime:
         if self._state is not _NEW:
             raise RuntimeError(f"{self!r} can be started only once")
         self._loop = asyncio.get_running_loop()
+        if self._handle_signals:  # first: it is the step that can fail
+            self._unsubscribe = subscribe(self._on_signal)
         self._closed = anyio.Event()
         self._thread_limiter = anyio.CapacityLimiter(self._threads)
         self._process_limiter = anyio.CapacityLimiter(self._processes)
@@ -163,6 +188,10 @@ class Runtime:
         await self._tg.__aenter__()
         self._state = _OPEN
         self._spawn_workers()
+        if self._handle_signals:
+            # Entered last, left first: a signal cancels the body, never the workers.
+            self._body_scope = anyio.CancelScope()
+            self._body_scope.__enter__()
         return self
 
     async def __aexit__(
@@ -172,18 +201,63 @@ class Runtime:
         tb: TracebackType | None,
     ) -> bool | None:
         assert self._tg is not None
+        stopped_by_signal = self._leave_body(exc_type, exc, tb)
+        if stopped_by_signal:
+            exc_type, exc, tb = None, None, None
         try:
             if exc_type is None:
-                await self.shutdown(wait=True)
+                await self.shutdown(wait=True, timeout=self._shutdown_timeout)
             elif issubclass(exc_type, Exception):
-                await self.shutdown(wait=False)
+                await self.shutdown(wait=False, timeout=self._shutdown_timeout)
             else:  # cancelled or interrupted: nothing may be awaited, stop everything now
                 self._abort("the runtime was cancelled")
         except BaseException as error:
             # Leaving the task group is still owed, whatever interrupted the shutdown.
-            await self._tg.__aexit__(type(error), error, error.__traceback__)
+            await self._leave_task_group(type(error), error, error.__traceback__)
             raise
-        return await self._tg.__aexit__(exc_type, exc, tb)
+        suppressed = await self._leave_task_group(exc_type, exc, tb)
+        return True if stopped_by_signal else suppressed
+
+    def _leave_body(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        """Leave the body's scope; True if it swallowed the cancellation a signal sent."""
+        scope, self._body_scope = self._body_scope, None
+        return scope is not None and bool(scope.__exit__(exc_type, exc, tb))
+
+    async def _leave_task_group(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        assert self._tg is not None
+        try:
+            return await self._tg.__aexit__(exc_type, exc, tb)
+        finally:
+            if self._unsubscribe is not None:
+                self._unsubscribe()
+                self._unsubscribe = None
+
+    def _on_signal(self, signum: signal.Signals) -> None:
+        """First signal: end the body, which drains on the way out. Second: cancel all."""
+        self._signals_seen += 1
+        if self._signals_seen == 1 and self._state is _OPEN and self._body_scope is not None:
+            logger.warning(
+                "%s received: draining %s (send it again to cancel the jobs left)",
+                signum.name,
+                self,
+            )
+            self._body_scope.cancel()
+            return
+        logger.warning("%s received: cancelling the jobs of %s", signum.name, self)
+        self._hurry = True
+        self._cancel_all(f"cancelled by {signum.name}")
+        if self._drain_scope is not None:
+            self._drain_scope.cancel()
 
     async def shutdown(
         self, wait: bool = True, cancel_pending: bool = False, timeout: float | None = None
@@ -215,12 +289,16 @@ class Runtime:
         self._finish_close(force=bool(self._unfinished()))
 
     async def _drain_then_cancel(self, wait: bool, cancel_pending: bool, deadline: float) -> None:
+        wait = wait and not self._hurry
         if cancel_pending or not wait:
             self._cancel_waiting("cancelled by shutdown")
         if wait:
             self.resume()
-            with anyio.CancelScope(deadline=deadline):
-                await self._until_idle()
+            try:
+                with anyio.CancelScope(deadline=deadline) as self._drain_scope:
+                    await self._until_idle()
+            finally:
+                self._drain_scope = None
         if self._unfinished():
             self._cancel_all("cancelled by shutdown")
             if deadline == math.inf:
@@ -876,6 +954,13 @@ def _check_timeout(name: str, value: object) -> None:
         raise ValueError(f"{name} must be > 0, got {value!r}")
 
 
+def _check_delay(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds, got {value!r}")
+    if math.isnan(value) or value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
+
+
 def _check_type(name: str, value: object, expected: type) -> None:
     if value is not None and not isinstance(value, expected):
         raise TypeError(f"{name} must be a {expected.__name__} or None, got {value!r}")
@@ -884,10 +969,7 @@ def _check_type(name: str, value: object, expected: type) -> None:
 def _deadline(what: str, timeout: float | None) -> float:
     if timeout is None:
         return math.inf
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
-        raise TypeError(f"{what}(timeout=...) must be a number of seconds, got {timeout!r}")
-    if math.isnan(timeout) or timeout < 0:
-        raise ValueError(f"{what}(timeout=...) must be >= 0, got {timeout!r}")
+    _check_delay(f"{what}(timeout=...)", timeout)
     return anyio.current_time() + timeout
 
 
