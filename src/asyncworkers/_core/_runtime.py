@@ -60,6 +60,9 @@ _INJECTED: Final = object()
 # How long cancelled jobs get to stop, in the last phase of shutdown, when no timeout says.
 DEFAULT_GRACE: Final = 1.0
 
+# How many jobs a worker runs in a row, at most, before it lets the event loop run.
+_FAIR_STREAK: Final = 100
+
 # Priorities that need no further check on the fast path of submit.
 _PLAIN_INTS: Final = frozenset((int, Priority))
 
@@ -675,10 +678,19 @@ class Runtime:
         assert task is not None
         set_current_job = _current_job.set
         wait_samples = self._metrics.wait_time.samples
+        assert self._loop is not None
+        new_future = self._loop.create_future
+        idle = self._idle
+        streak = 0  # jobs run since this worker last let the loop run
         while self._live <= self._target:
             job = None if self._paused else queue.pop()
             if job is None:
-                await self._idle_wait()
+                # Park until _enqueue (or resume, resize, stop) wakes us; inline, because a
+                # helper coroutine here would be paid on every idle wake.
+                streak = 0
+                waiter = new_future()
+                idle.append(waiter)
+                await waiter
                 continue
             if job.state is not _PENDING:
                 self._tombstones -= 1
@@ -721,12 +733,12 @@ class Runtime:
             else:
                 await self._run_thread(job, opts)
             worker.job = None
-
-    async def _idle_wait(self) -> None:
-        assert self._loop is not None
-        waiter = self._loop.create_future()
-        self._idle.append(waiter)
-        await waiter
+            streak += 1
+            if streak == _FAIR_STREAK:
+                # Jobs that never suspend would otherwise run back to back and starve the
+                # loop: timers, I/O and the tasks waiting for results all wait on us.
+                streak = 0
+                await asyncio.sleep(0)
 
     def _stop_workers(self, *, force: bool) -> None:
         self._target = 0

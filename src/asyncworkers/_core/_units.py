@@ -245,7 +245,13 @@ class Job(Generic[T]):
 
     def __await__(self) -> Generator[Any, None, T]:
         if self.finished_at is None:
-            yield from self._future().__await__()
+            # _future(), inlined: awaiting a handle is on the path of every awaited job.
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            if self._callbacks is None:
+                self._callbacks = [_Wakeup(future)]
+            else:
+                self._callbacks.append(_Wakeup(future))
+            yield from future.__await__()
         if self.state is JobState.COMPLETED:
             return self._value  # type: ignore[no-any-return]
         raise self._value
