@@ -12,7 +12,7 @@ import asyncio
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -88,19 +88,9 @@ def _positive_int(text: str) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     console = Console()
     config = DemoConfig(jobs=args.jobs, workers=args.workers, seed=args.seed)
-    report = _run(lambda: run_demo(config, console))
+    report = aw.run(run_demo, config, console)  # on uvloop when it is installed
     render_report(report, console)
     return 0 if report.all_ok else 1
-
-
-def _run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run *main* on uvloop when it is installed, else on the stock asyncio loop."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(main())
-    result: T = uvloop.run(main())
-    return result
 
 
 # -- the demo ------------------------------------------------------------------------------
