@@ -52,3 +52,4 @@ def bench(session: nox.Session) -> None:
     session.install("-e", ".[bench]")
     session.run("python", "benchmarks/inproc.py")
     session.run("python", "benchmarks/bridges.py")
+    session.run("python", "benchmarks/sync.py")

@@ -20,6 +20,7 @@ from ._core._metrics import Latency, Metrics
 from ._core._retry import Retry
 from ._core._runtime import JobOptions, Runtime
 from ._core._signals import run
+from ._core._sync import SyncRuntime
 from ._core._units import Job, JobState, Kind, Priority, WorkUnit, current_job
 
 __all__ = (
@@ -38,6 +39,7 @@ __all__ = (
     "Retry",
     "Runtime",
     "RuntimeClosed",
+    "SyncRuntime",
     "WorkUnit",
     "WorkerCrashed",
     "check_cancelled",

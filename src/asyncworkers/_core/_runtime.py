@@ -20,7 +20,15 @@ import os
 import signal
 import time
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+)
 from types import TracebackType
 from typing import Any, Final, TypedDict, TypeVar, TypeVarTuple, Unpack, overload
 
@@ -240,6 +248,12 @@ class Runtime:
         assert self._tg is not None
         try:
             return await self._tg.__aexit__(exc_type, exc, tb)
+        except BaseExceptionGroup as group:
+            # anyio wraps the block's own exception in a group; workers never raise, so a
+            # group of just that exception goes back to the caller as itself.
+            if exc is not None and group.exceptions == (exc,):
+                return False
+            raise
         finally:
             if self._unsubscribe is not None:
                 self._unsubscribe()
@@ -276,10 +290,9 @@ class Runtime:
         warning, and end CANCELLED. Idempotent: later calls wait for the first to finish.
         """
         deadline = _deadline("shutdown", timeout)
-        if self._state is _NEW:
+        if self._state is _NEW or self._closed is None:  # never started: nothing to stop
             self._state = _CLOSED
             return
-        assert self._closed is not None
         if self._state is not _OPEN:
             await self._closed.wait()
             return
@@ -432,15 +445,39 @@ class Runtime:
             job.cancel("the caller of run() was cancelled")
             raise
 
-    async def map(
+    # Overloads like submit's: with one union-typed parameter mypy cannot infer T, so
+    # ``rt.map(coroutine_fn, items)`` would not type-check at all.
+    @overload
+    def map(
         self,
-        fn: Callable[[Any], Awaitable[T]] | Callable[[Any], T],
+        fn: Callable[[Any], Awaitable[T]],
         items: Iterable[Any] | AsyncIterable[Any],
         /,
         *,
         window: int | None = None,
         **options: Unpack[JobOptions],
-    ) -> AsyncIterator[T]:
+    ) -> AsyncGenerator[T, None]: ...
+
+    @overload
+    def map(
+        self,
+        fn: Callable[[Any], T],
+        items: Iterable[Any] | AsyncIterable[Any],
+        /,
+        *,
+        window: int | None = None,
+        **options: Unpack[JobOptions],
+    ) -> AsyncGenerator[T, None]: ...
+
+    async def map(
+        self,
+        fn: Callable[[Any], Any],
+        items: Iterable[Any] | AsyncIterable[Any],
+        /,
+        *,
+        window: int | None = None,
+        **options: Unpack[JobOptions],
+    ) -> AsyncGenerator[Any, None]:
         """Run ``fn(item)`` for every item and yield the results in input order.
 
         At most *window* jobs (default: twice the worker count) are in flight, so an endless
@@ -448,11 +485,11 @@ class Runtime:
         cancels the jobs still in flight.
         """
         if window is None:
-            window = 2 * self._target
+            window = max(2 * self._target, 1)  # the target is 0 once shut down
         _check_count("window", window)
         if not callable(fn):
             raise TypeError(f"map() needs a callable, got {fn!r}")
-        in_flight: deque[Job[T]] = deque()
+        in_flight: deque[Job[Any]] = deque()
         try:
             async for item in _aiter(items):
                 in_flight.append(await self.submit(fn, item, **options))
@@ -658,12 +695,26 @@ class Runtime:
                         return
                     except Exception as exc:
                         self._worker_failed(worker, exc)
+                    except asyncio.CancelledError as exc:
+                        if worker.task is None or worker.task.cancelling():
+                            raise  # the worker itself is being cancelled
+                        # Nobody cancelled this worker: the job raised a CancelledError of
+                        # its own (it awaited something someone else cancelled). That ends
+                        # the job, never the worker, the runtime or the caller's block.
+                        self._job_raised_cancelled(worker, exc)
         finally:
             self._live -= 1
             self._workers.discard(worker)
             job = worker.job
             if job is not None and job.finished_at is None:
                 self._end(job, _CANCELLED, _stop_or(job, "the runtime stopped its worker"))
+
+    def _job_raised_cancelled(self, worker: _Worker, exc: asyncio.CancelledError) -> None:
+        job, worker.job = worker.job, None
+        if job is not None and job.finished_at is None:
+            error = JobCancelled(f"job {job.name!r} raised CancelledError")
+            error.__cause__ = exc
+            self._settle(job, None, error)
 
     def _worker_failed(self, worker: _Worker, exc: Exception) -> None:
         self._metrics.worker_errors += 1
@@ -746,7 +797,10 @@ class Runtime:
         if force:
             # Coroutines and processes stop when their worker is cancelled; a thread cannot
             # be stopped, so a thread job still running now is left behind, and said so.
-            stuck = [job for job in self.running_jobs() if job.kind == "thread"]
+            # Only jobs holding a thread token started; those waiting for one just end.
+            limiter = self._thread_limiter
+            in_threads = set(limiter.statistics().borrowers) if limiter is not None else set()
+            stuck = [job for job in self.running_jobs() if job in in_threads]
             if stuck:
                 logger.warning(
                     "asyncworkers: abandoning %d thread job(s) still running when the "
@@ -754,6 +808,8 @@ class Runtime:
                     len(stuck),
                     ", ".join(f"{job.name} (id {job.id})" for job in stuck),
                 )
+                for job in stuck:  # settled now: shutdown() returns with every job done
+                    self._end(job, _CANCELLED, _stop_or(job, "abandoned when the runtime stopped"))
             for worker in self._workers:
                 if worker.scope is not None:
                     worker.scope.cancel()
@@ -797,12 +853,15 @@ class Runtime:
         finally:
             if timer is not None:
                 timer.cancel()
-        self._settle(job, value, error)
+        if job.finished_at is None:  # else abandoned by _stop_workers, already settled
+            self._settle(job, value, error)
 
     def _expire(self, job: Job[Any]) -> None:
         """A thread job's deadline: ask it to stop; check_cancelled() raises JobTimeout."""
         if job.state is _RUNNING and job._stop is None:
             job._stop = JobTimeout(f"job {job.name!r} timed out after {job._opts.timeout} s")
+            if isinstance(job._hook, anyio.CancelScope):  # still waiting for a free thread
+                job._hook.cancel()
 
     # -- outcomes ------------------------------------------------------------------------
 

@@ -1,0 +1,710 @@
+"""SyncRuntime: the runtime for plain threads, over an anyio blocking portal.
+
+An event loop runs in one background thread (anyio's ``start_blocking_portal``, on uvloop
+when it is installed) and a :class:`Runtime` runs inside it, owned by one long-lived "host"
+task so that its task group is entered and left by the same task.
+
+Submitting is the hot path and never waits for the loop: the calling thread appends the
+job to an intake list and, only when no drain is already on its way, schedules one
+``call_soon_threadsafe`` that drains the whole list into ``Runtime.submit_nowait``. Many
+producer threads thus share one wake-up of the loop. (With ``max_pending`` set, a submit
+waits for room instead: one round trip per job.) The job's done-callback resolves the
+``concurrent.futures.Future`` handed back. Rare operations (``join``, ``metrics``,
+``shutdown``, ``Future.cancel``) take the portal's full round trip and first drain the
+intake, so that they see every job submitted before them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import functools
+import math
+import threading
+from collections import deque
+from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator, Mapping
+from concurrent.futures import Future
+from contextlib import AbstractContextManager
+from types import TracebackType
+from typing import Any, Final, TypeVar, TypeVarTuple, Unpack, overload
+
+import anyio
+from anyio.abc import TaskStatus
+from anyio.from_thread import BlockingPortal, start_blocking_portal
+
+from ._exceptions import JobCancelled, RuntimeClosed
+from ._metrics import Metrics
+from ._runtime import JobOptions, Runtime, _check_count
+from ._units import Job, JobState, WorkUnit, current_job
+
+__all__ = ["SyncRuntime"]
+
+T = TypeVar("T")
+A = TypeVar("A")
+Ts = TypeVarTuple("Ts")
+
+# Lifecycle of a SyncRuntime.
+_NEW, _STARTING, _OPEN, _CLOSING, _CLOSED = "new", "starting", "running", "closing", "closed"
+
+_COMPLETED: Final = JobState.COMPLETED
+
+# One job handed in from a thread and not yet submitted: its future, the function (or the
+# WorkUnit, when args is None), the positional arguments and the options.
+_Item = tuple["_JobFuture[Any]", Any, "tuple[Any, ...] | None", "dict[str, Any]"]
+
+_LOOP_THREAD_ERROR: Final = (
+    "{what} would block the event loop of this SyncRuntime, which runs the job that called "
+    "it (a deadlock); in code running on that loop use the job's own awaits instead"
+)
+
+
+@functools.cache
+def _uvloop_available() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class _JobFuture(Future[T]):
+    """The ``concurrent.futures.Future`` of one job.
+
+    It ends the way the job ends: with its result, its exception or, cancelled by any means
+    (``cancel()`` here, a token, ``job.cancel()``, shutdown), with :class:`JobCancelled`.
+    """
+
+    def __init__(self, owner: SyncRuntime) -> None:
+        super().__init__()
+        self._owner = owner
+        self._job: Job[T] | None = None
+        # Set when cancel() came before the job was handed to the runtime (loop thread only).
+        self._stop_reason: str | None = None
+
+    # -- what a user calls ----------------------------------------------------------------
+
+    def cancel(self) -> bool:
+        """Cancel the job: a pending one never starts, a running one is asked to stop.
+
+        Returns True if the job was pending or running, False if it had already finished.
+        The future then ends, once the job has stopped, with :class:`JobCancelled`: it never
+        enters the CANCELLED state of ``concurrent.futures``, so ``cancelled()`` stays False
+        and ``result()`` raises ``JobCancelled`` like every other way a job is cancelled.
+        """
+        if self.done():
+            return False
+        owner = self._owner
+        if threading.get_ident() == owner._loop_ident:
+            return self._cancel_in_loop()
+        try:
+            return owner._call(self._cancel_in_loop)
+        except RuntimeClosed:  # the loop is gone, and every job with it
+            return False
+
+    def result(self, timeout: float | None = None) -> T:
+        if not self.done():
+            self._owner._check_may_block("Future.result()", timeout)
+        return super().result(timeout)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        if not self.done():
+            self._owner._check_may_block("Future.exception()", timeout)
+        return super().exception(timeout)
+
+    # -- what the runtime calls, on its loop ------------------------------------------------
+
+    def _attach(self, job: Job[T]) -> None:
+        self._job = job
+        job.add_done_callback(self._job_done)
+
+    def _job_done(self, job: Job[T]) -> None:
+        self._job = None
+        if job.state is _COMPLETED:
+            self.set_result(job.result())
+        else:
+            self.set_exception(job.exception())
+
+    def _cancel_in_loop(self, reason: str = "the future was cancelled") -> bool:
+        if self.done():
+            return False
+        if self._job is None:
+            self._owner._drain_intake()
+        job = self._job
+        if job is not None:
+            return job.cancel(reason)
+        if self._stop_reason is None:  # in a batch being drained right now
+            self._stop_reason = reason
+            return True
+        return False
+
+    def _cancel_soon(self, reason: str) -> None:
+        """Ask for the job to be cancelled without waiting (the caller is going away)."""
+        owner = self._owner
+        if self.done():
+            return
+        if threading.get_ident() == owner._loop_ident:
+            self._cancel_in_loop(reason)
+        elif owner._loop is not None:
+            with contextlib.suppress(RuntimeError):  # a closed loop: the job has ended
+                owner._loop.call_soon_threadsafe(self._cancel_in_loop, reason)
+
+
+class SyncRuntime:
+    """The runtime for sync programs: a :class:`Runtime` on an event loop in a thread.
+
+    Use it as ``with SyncRuntime(...) as rt:``, or call :meth:`start` and, later,
+    :meth:`shutdown` yourself; it starts once, never lazily. Leaving the block drains
+    (``shutdown(wait=True, timeout=shutdown_timeout)``); if the block raised an exception it
+    shuts down with ``wait=False``, and on ``KeyboardInterrupt`` (or any other
+    ``BaseException``) it cancels everything at once. In every case the loop thread has
+    ended when the block is left.
+
+    Every method may be called from any number of threads at once. ``submit``, ``enqueue``
+    and ``map`` return ``concurrent.futures.Future`` objects resolved with the job's
+    result, or its exception (:class:`JobCancelled` when it was cancelled, however).
+
+    :param workers: how many jobs run at once
+    :param threads: how many thread jobs run at once
+    :param processes: how many process jobs run at once (None: ``os.cpu_count()``)
+    :param max_pending: how many jobs may wait in the queue (None: no bound); when they
+        do, ``submit`` and ``enqueue`` block the calling thread until there is room
+    :param shutdown_timeout: how long leaving the block may drain before what is left is
+        cancelled (None: as long as the jobs take)
+    :param use_uvloop: run the loop on uvloop (None: when it is installed)
+    """
+
+    def __init__(
+        self,
+        workers: int = 100,
+        *,
+        threads: int = 40,
+        processes: int | None = None,
+        max_pending: int | None = None,
+        shutdown_timeout: float | None = None,
+        use_uvloop: bool | None = None,
+    ) -> None:
+        if use_uvloop is None:
+            use_uvloop = _uvloop_available()
+        elif not isinstance(use_uvloop, bool):
+            raise TypeError(f"use_uvloop must be a bool or None, got {use_uvloop!r}")
+        elif use_uvloop and not _uvloop_available():
+            raise RuntimeError("use_uvloop=True, but uvloop is not installed")
+        self._runtime = Runtime(
+            workers,
+            threads=threads,
+            processes=processes,
+            max_pending=max_pending,
+            shutdown_timeout=shutdown_timeout,
+        )
+        self._shutdown_timeout = shutdown_timeout
+        self._workers = workers
+        self._bounded = max_pending is not None
+        self._use_uvloop = use_uvloop
+
+        self._lock = threading.Lock()
+        self._state = _NEW
+        self._intake: list[_Item] = []
+        self._scheduled = False  # a drain of the intake is scheduled on the loop
+        self._stopped = threading.Event()  # set once the loop thread has ended
+
+        self._portal_cm: AbstractContextManager[BlockingPortal] | None = None
+        self._portal: BlockingPortal | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._loop_ident: int | None = None
+        self._host_scope: anyio.CancelScope | None = None
+        self._host_done: anyio.Event | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> SyncRuntime:
+        """Start the loop thread and the runtime in it; returns the runtime itself.
+
+        A SyncRuntime starts once: ``RuntimeError`` if it was started (or shut down) before.
+        A runtime still open when the interpreter exits is shut down with ``wait=False``.
+        """
+        with self._lock:
+            if self._state is not _NEW:
+                raise RuntimeError(f"{self!r} can be started only once")
+            self._state = _STARTING
+        try:
+            portal_cm = start_blocking_portal("asyncio", {"use_uvloop": self._use_uvloop})
+            portal = portal_cm.__enter__()
+            try:
+                _, (loop, thread) = portal.start_task(self._host, name="asyncworkers-sync-host")
+            except BaseException as exc:
+                portal_cm.__exit__(type(exc), exc, exc.__traceback__)
+                raise
+        except BaseException:
+            with self._lock:
+                self._state = _CLOSED
+            self._stopped.set()
+            raise
+        with self._lock:
+            self._portal_cm = portal_cm
+            self._portal = portal
+            self._loop = loop
+            self._thread = thread
+            self._loop_ident = thread.ident
+            self._state = _OPEN
+        atexit.register(self._at_exit)
+        return self
+
+    def __enter__(self) -> SyncRuntime:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.shutdown(wait=True, timeout=self._shutdown_timeout)
+        elif issubclass(exc_type, Exception):
+            self.shutdown(wait=False, timeout=self._shutdown_timeout)
+        else:  # KeyboardInterrupt, SystemExit: stop everything now
+            self._close(None)
+
+    def shutdown(
+        self, wait: bool = True, cancel_pending: bool = False, timeout: float | None = None
+    ) -> None:
+        """Stop taking work, stop the runtime as :meth:`Runtime.shutdown` does, and end the
+        loop thread; blocks until it has ended.
+
+        ``wait=True`` drains the queued and running jobs (for up to *timeout* seconds), with
+        ``cancel_pending=True`` only the running ones; what is left is then cancelled. Jobs
+        submitted before the call are part of the drain. Idempotent and thread-safe: later
+        calls wait for the first to finish. Interrupted (``KeyboardInterrupt``) while it
+        drains, it cancels everything at once, ends the thread and re-raises. Calling it
+        from the runtime's own loop raises ``RuntimeError``.
+        """
+        _check_wait("shutdown", timeout)
+        self._close((bool(wait), bool(cancel_pending), timeout))
+
+    def _close(self, graceful: tuple[bool, bool, float | None] | None) -> None:
+        """Shut down (graceful: the arguments of shutdown) or abort (None)."""
+        if threading.get_ident() == self._loop_ident:
+            raise RuntimeError(_LOOP_THREAD_ERROR.format(what="shutdown()"))
+        self._check_not_own_job("shutdown()")
+        with self._lock:
+            state = self._state
+            if state is _NEW:
+                self._state = _CLOSED
+                self._stopped.set()
+                return
+            if state is _STARTING:
+                raise RuntimeError(f"{self!r} is being started by another thread")
+            owner = state is _OPEN
+            if owner:
+                self._state = _CLOSING
+        if not owner:
+            if graceful is None and state is _CLOSING:
+                self._cancel_host()  # escalate the graceful shutdown under way
+            self._stopped.wait()
+            return
+        try:
+            if graceful is None:
+                self._cancel_host()
+            else:
+                portal = self._portal
+                assert portal is not None
+                try:
+                    portal.call(self._shutdown_in_loop, *graceful)
+                except BaseException:
+                    self._cancel_host()  # interrupted: stop everything now, then re-raise
+                    raise
+        finally:
+            self._stop_thread()
+
+    def _stop_thread(self) -> None:
+        """Stop the portal, join the loop thread and fail whatever was never handed in."""
+        portal_cm = self._portal_cm
+        assert portal_cm is not None
+        try:
+            portal_cm.__exit__(None, None, None)
+        finally:
+            atexit.unregister(self._at_exit)
+            with self._lock:
+                self._state = _CLOSED
+                leftovers, self._intake = self._intake, []
+                self._loop_ident = None
+            for future, *_ in leftovers:
+                if not future.done():
+                    future.set_exception(RuntimeClosed("the runtime shut down before the job"))
+            self._stopped.set()
+
+    def _cancel_host(self) -> None:
+        """Cancel the host task: the runtime inside it stops everything without waiting."""
+        loop, scope = self._loop, self._host_scope
+        if loop is not None and scope is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has already ended
+                loop.call_soon_threadsafe(scope.cancel)
+
+    def _at_exit(self) -> None:
+        self.shutdown(wait=False)
+
+    # -- the loop side -------------------------------------------------------------------
+
+    async def _host(
+        self,
+        *,
+        task_status: TaskStatus[tuple[asyncio.AbstractEventLoop, threading.Thread]],
+    ) -> None:
+        """The task that owns the runtime, for the whole life of the loop."""
+        thread = threading.current_thread()
+        thread.name = f"asyncworkers-sync-{id(self):x}"
+        self._host_done = anyio.Event()
+        try:
+            with anyio.CancelScope() as self._host_scope:
+                async with self._runtime:
+                    task_status.started((asyncio.get_running_loop(), thread))
+                    await self._host_done.wait()
+            # Whatever came in after the runtime closed gets RuntimeClosed from it.
+            self._drain_intake()
+        finally:
+            # No job code runs on this thread after this point. Forget its ident now, from
+            # the thread itself: once the thread has ended, a new thread may get the same
+            # ident and must not be taken for the loop thread.
+            self._loop_ident = None
+
+    async def _shutdown_in_loop(
+        self, wait: bool, cancel_pending: bool, timeout: float | None
+    ) -> None:
+        self._drain_intake()
+        try:
+            await self._runtime.shutdown(wait=wait, cancel_pending=cancel_pending, timeout=timeout)
+        finally:
+            assert self._host_done is not None
+            self._host_done.set()
+
+    def _drain_intake(self) -> None:
+        """Hand every job waiting in the intake to the runtime (on the loop)."""
+        with self._lock:
+            batch, self._intake = self._intake, []
+            self._scheduled = False
+        runtime = self._runtime
+        for future, fn, args, options in batch:
+            if future._stop_reason is not None:
+                future.set_exception(JobCancelled(future._stop_reason))
+                continue
+            try:
+                if args is None:
+                    job = runtime.enqueue(fn)
+                else:
+                    job = runtime.submit_nowait(fn, *args, **options)
+            except Exception as exc:
+                future.set_exception(exc)
+            else:
+                future._attach(job)
+
+    async def _admit(self, future: _JobFuture[Any], fn: Any, args: Any, options: Any) -> None:
+        """Submit one job, waiting for room in the bounded queue (the max_pending path)."""
+        runtime = self._runtime
+        if args is None:
+            await runtime._wait_for_room()
+            job = runtime.enqueue(fn)
+        else:
+            job = await runtime.submit(fn, *args, **options)
+        future._attach(job)
+
+    # -- submitting ----------------------------------------------------------------------
+
+    @overload
+    def submit(
+        self,
+        fn: Callable[[*Ts], Awaitable[T]],
+        /,
+        *args: *Ts,
+        **options: Unpack[JobOptions],
+    ) -> Future[T]: ...
+
+    @overload
+    def submit(
+        self, fn: Callable[[*Ts], T], /, *args: *Ts, **options: Unpack[JobOptions]
+    ) -> Future[T]: ...
+
+    def submit(
+        self, fn: Callable[[*Ts], Any], /, *args: *Ts, **options: Unpack[JobOptions]
+    ) -> Future[Any]:
+        """Queue ``fn(*args)`` and return a ``concurrent.futures.Future`` of its result.
+
+        *fn* may be a coroutine function (run on the loop) or a plain callable (run in a
+        thread). Options are those of :meth:`Runtime.submit_nowait`; bad ones raise
+        ``TypeError``/``ValueError`` here, in the calling thread. With ``max_pending``
+        set, blocks while the queue is full. Raises :class:`RuntimeClosed` once shutdown
+        has begun and ``RuntimeError`` before :meth:`start`.
+        """
+        if options:
+            self._runtime._options(fn, args, None, options)  # bad input fails here
+        elif not callable(fn):
+            raise TypeError(f"expected a callable to run, got {fn!r}")
+        return self._hand_in(fn, args, dict(options))
+
+    def enqueue(self, unit: WorkUnit[T]) -> Future[T]:
+        """Queue a :class:`WorkUnit` (it may carry kwargs and a callback); like :meth:`submit`."""
+        if not isinstance(unit, WorkUnit):
+            raise TypeError(f"enqueue() needs a WorkUnit, got {unit!r}")
+        if not isinstance(unit.args, tuple):
+            raise TypeError(f"WorkUnit(args=...) must be a tuple, got {unit.args!r}")
+        if not isinstance(unit.kwargs, Mapping):
+            raise TypeError(f"WorkUnit(kwargs=...) must be a mapping, got {unit.kwargs!r}")
+        options: dict[str, Any] = {"priority": unit.priority}
+        for key in ("timeout", "retry", "token", "name", "callback", "metadata", "kind"):
+            value = getattr(unit, key)
+            if value is not None:
+                options[key] = value
+        self._runtime._options(unit.fn, unit.args, unit.kwargs, options)
+        return self._hand_in(unit, None, options)
+
+    def _hand_in(
+        self, fn: Any, args: tuple[Any, ...] | None, options: dict[str, Any]
+    ) -> _JobFuture[Any]:
+        future: _JobFuture[Any] = _JobFuture(self)
+        if threading.get_ident() == self._loop_ident:
+            return self._hand_in_on_loop(future, fn, args, options)
+        if self._bounded:
+            return self._hand_in_bounded(future, fn, args, options)
+        with self._lock:
+            if self._state is not _OPEN:
+                raise self._not_open()
+            self._intake.append((future, fn, args, options))
+            if self._scheduled:  # a drain is on its way and will take this job too
+                return future
+            self._scheduled = True
+        loop = self._loop
+        assert loop is not None
+        try:
+            loop.call_soon_threadsafe(self._drain_intake)
+        except RuntimeError:
+            # The loop closed under us: the job was taken by its last drain, or the shutdown
+            # that closed it fails the job with RuntimeClosed.
+            pass
+        except BaseException:
+            self._scheduled = False  # interrupted: let the next submit schedule the drain
+            raise
+        return future
+
+    def _hand_in_on_loop(
+        self, future: _JobFuture[Any], fn: Any, args: tuple[Any, ...] | None, options: Any
+    ) -> _JobFuture[Any]:
+        """Called from a job on the runtime's own loop: submit at once, never block."""
+        self._drain_intake()  # keep the jobs handed in from threads first
+        runtime = self._runtime
+        job = runtime.enqueue(fn) if args is None else runtime.submit_nowait(fn, *args, **options)
+        future._attach(job)
+        return future
+
+    def _hand_in_bounded(
+        self, future: _JobFuture[Any], fn: Any, args: tuple[Any, ...] | None, options: Any
+    ) -> _JobFuture[Any]:
+        """With max_pending: wait (in this thread) until the runtime took the job."""
+        with self._lock:
+            if self._state is not _OPEN:
+                raise self._not_open()
+            loop = self._loop
+            assert loop is not None
+            # Under the lock, so that it runs before a shutdown that begins after it.
+            handoff = asyncio.run_coroutine_threadsafe(self._admit(future, fn, args, options), loop)
+        try:
+            handoff.result()
+        except BaseException:
+            handoff.cancel()
+            raise
+        return future
+
+    def _not_open(self) -> Exception:
+        if self._state in (_NEW, _STARTING):
+            return RuntimeError(
+                "the runtime is not started: use 'with SyncRuntime(...) as rt:' or rt.start()"
+            )
+        return RuntimeClosed("the runtime is shut down and takes no more jobs")
+
+    # -- waiting for results -------------------------------------------------------------
+
+    @overload
+    def run(
+        self,
+        fn: Callable[[*Ts], Awaitable[T]],
+        /,
+        *args: *Ts,
+        **options: Unpack[JobOptions],
+    ) -> T: ...
+
+    @overload
+    def run(self, fn: Callable[[*Ts], T], /, *args: *Ts, **options: Unpack[JobOptions]) -> T: ...
+
+    def run(self, fn: Callable[[*Ts], Any], /, *args: *Ts, **options: Unpack[JobOptions]) -> Any:
+        """Submit ``fn(*args)``, block until it ends and return its result (or raise its
+        exception). Interrupted (``KeyboardInterrupt``) while it waits, it cancels the job.
+        ``RuntimeError`` from the runtime's own loop."""
+        self._check_may_block("run()", None)
+        future = self.submit(fn, *args, **options)
+        try:
+            return future.result()
+        except BaseException:
+            assert isinstance(future, _JobFuture)
+            future._cancel_soon("the caller of run() was interrupted")
+            raise
+
+    @overload
+    def map(
+        self,
+        fn: Callable[[A], Awaitable[T]],
+        items: Iterable[A],
+        /,
+        *,
+        window: int | None = None,
+        **options: Unpack[JobOptions],
+    ) -> Generator[T, None, None]: ...
+
+    @overload
+    def map(
+        self,
+        fn: Callable[[A], T],
+        items: Iterable[A],
+        /,
+        *,
+        window: int | None = None,
+        **options: Unpack[JobOptions],
+    ) -> Generator[T, None, None]: ...
+
+    def map(
+        self,
+        fn: Callable[[Any], Any],
+        items: Iterable[Any],
+        /,
+        *,
+        window: int | None = None,
+        **options: Unpack[JobOptions],
+    ) -> Generator[Any, None, None]:
+        """Run ``fn(item)`` for every item; a generator of the results in input order.
+
+        At most *window* jobs (default: twice the worker count) are in flight, so a huge or
+        endless iterable is fine: items are read as results are taken. The first failure is
+        raised and, like closing the generator early, cancels the jobs still in flight. Bad
+        input and a closed runtime raise here, at the call.
+        """
+        if window is None:
+            window = 2 * self._workers
+        _check_count("window", window)
+        if not callable(fn):
+            raise TypeError(f"map() needs a callable, got {fn!r}")
+        self._check_may_block("map()", None)
+        if options:
+            self._runtime._options(fn, (None,), None, options)
+        with self._lock:
+            if self._state is not _OPEN:
+                raise self._not_open()
+        return self._map(fn, iter(items), window, options)
+
+    def _map(
+        self, fn: Callable[..., Any], items: Iterator[Any], window: int, options: JobOptions
+    ) -> Generator[Any, None, None]:
+        in_flight: deque[Future[Any]] = deque()
+        try:
+            for item in items:
+                in_flight.append(self.submit(fn, item, **options))
+                if len(in_flight) >= window:
+                    yield in_flight.popleft().result()
+            while in_flight:
+                yield in_flight.popleft().result()
+        finally:
+            for future in in_flight:
+                assert isinstance(future, _JobFuture)
+                future._cancel_soon("map() was closed")
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Block until every job submitted so far has finished; False if *timeout* came
+        first. Does not shut down. ``RuntimeError`` from the runtime's own loop."""
+        self._check_may_block("join()", None)
+        self._check_not_own_job("join()")
+        _check_wait("join", timeout)
+        if self._state in (_NEW, _STARTING):
+            return True
+        try:
+            return self._call(self._join_in_loop, timeout)
+        except RuntimeClosed:  # shut down meanwhile: every job has ended, or is ending now
+            return self._stopped.wait(timeout)
+
+    async def _join_in_loop(self, timeout: float | None) -> bool:
+        self._drain_intake()
+        return await self._runtime.join(timeout)
+
+    def metrics(self) -> Metrics:
+        """A frozen :class:`Metrics` snapshot, counting every job submitted before the call.
+
+        Works before start and after shutdown too.
+        """
+        if threading.get_ident() == self._loop_ident:
+            self._drain_intake()
+            return self._runtime.metrics()
+        if self._state in (_OPEN, _CLOSING):
+            try:
+                return self._call(self._metrics_in_loop)
+            except RuntimeClosed:
+                self._stopped.wait()
+        return self._runtime.metrics()
+
+    def _metrics_in_loop(self) -> Metrics:
+        self._drain_intake()
+        return self._runtime.metrics()
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    @overload
+    def _call(self, fn: Callable[[*Ts], Awaitable[T]], /, *args: *Ts) -> T: ...
+
+    @overload
+    def _call(self, fn: Callable[[*Ts], T], /, *args: *Ts) -> T: ...
+
+    def _call(self, fn: Callable[[*Ts], Any], /, *args: *Ts) -> Any:
+        """Run *fn* on the loop through the portal and wait; RuntimeClosed if it is gone."""
+        portal = self._portal
+        if portal is None or self._state is _CLOSED:
+            raise RuntimeClosed("the runtime is shut down")
+        try:
+            return portal.call(fn, *args)
+        except anyio.RunFinishedError as exc:  # the loop has ended
+            raise RuntimeClosed("the runtime is shut down") from exc
+        except RuntimeError as exc:
+            # The portal stops once the runtime has closed (anyio: "This portal is not
+            # running"); any other RuntimeError is the called function's own.
+            if self._state in (_CLOSING, _CLOSED) and "not running" in str(exc):
+                raise RuntimeClosed("the runtime is shut down") from exc
+            raise
+
+    def _check_not_own_job(self, what: str) -> None:
+        job = current_job()
+        if job is not None and job._owner is self._runtime:
+            raise RuntimeError(
+                f"{what} called from inside one of this runtime's jobs ({job.name!r}) would "
+                "wait for that job itself; call it from outside the runtime's jobs"
+            )
+
+    def _check_may_block(self, what: str, timeout: float | None) -> None:
+        if threading.get_ident() == self._loop_ident and (timeout is None or timeout > 0):
+            raise RuntimeError(_LOOP_THREAD_ERROR.format(what=what))
+
+    @property
+    def runtime(self) -> Runtime:
+        """The async :class:`Runtime` inside; use it only from code running on its loop."""
+        return self._runtime
+
+    @property
+    def loop(self) -> str:
+        """Which event loop runs the runtime: ``"uvloop"`` or ``"asyncio"``."""
+        return "uvloop" if self._use_uvloop else "asyncio"
+
+    def __repr__(self) -> str:
+        return f"<SyncRuntime state={self._state} loop={self.loop} runtime={self._runtime!r}>"
+
+
+def _check_wait(what: str, timeout: float | None) -> None:
+    if timeout is None:
+        return
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise TypeError(f"{what}(timeout=...) must be a number of seconds, got {timeout!r}")
+    if math.isnan(timeout) or timeout < 0:
+        raise ValueError(f"{what}(timeout=...) must be >= 0, got {timeout!r}")
