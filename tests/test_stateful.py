@@ -46,16 +46,19 @@ T = TypeVar("T")
 SETTLE_ROUNDS = 200
 # Steps before a shutdown may be drawn.
 SHUTDOWN_AFTER = 25
+# A hang guard for the end of a run; short, since a failing run is replayed while shrinking.
+TEARDOWN_GUARD = 5.0
 
 PENDING, RUNNING = aw.JobState.PENDING, aw.JobState.RUNNING
 COMPLETED, FAILED, CANCELLED = aw.JobState.COMPLETED, aw.JobState.FAILED, aw.JobState.CANCELLED
 TERMINAL = frozenset((COMPLETED, FAILED, CANCELLED))
 
-# The tokens a job may carry: two roots and a child of the first.
-TOKEN_CHOICES = (None, 0, 1, 2)
+# The token slots a job may draw (None most often): two roots and a child of the first.
+# Cancelling a slot may put a fresh token in it; jobs keep the token they were given.
+TOKEN_CHOICES = (None, None, None, 0, 1, 2)
 CHILD_OF = {2: 0}
 
-# A job to submit: priority, token (an index or None), with Retry(attempts=2), with a timeout.
+# A job to submit: priority, token slot (or None), with Retry(attempts=2), with a timeout.
 JobSpec = tuple[int, int | None, bool, bool]
 JOB_SPECS = st.tuples(
     st.integers(0, 2), st.sampled_from(TOKEN_CHOICES), st.booleans(), st.booleans()
@@ -66,7 +69,7 @@ JOB_SPECS = st.tuples(
 class ModelJob:
     jid: int
     priority: int
-    token: int | None
+    token: tuple[int, int] | None  # (slot, generation of the token in it)
     retry: bool
     handle: aw.Job[int] = field(init=False)  # bound once submit_nowait returns it
     state: aw.JobState = PENDING
@@ -105,7 +108,8 @@ class RuntimeMachine(RuleBasedStateMachine):
         self.workers = 1
         self.paused = False
         self.phase = "open"  # then "closing" (a shutdown is under way) and "closed"
-        self.tokens_cancelled: set[int] = set()
+        self.tokens_cancelled: set[int] = set()  # slots holding a cancelled token
+        self.token_generation = [0, 0, 0]
         self.submitted = self.retried = 0
         self.steps = 0
 
@@ -116,7 +120,6 @@ class RuntimeMachine(RuleBasedStateMachine):
 
     def _step(self, action: Callable[[], T]) -> T:
         """Do *action* in the loop, then let the runtime catch up with the model."""
-
         self.steps += 1
 
         async def step() -> T:
@@ -262,7 +265,12 @@ class RuntimeMachine(RuleBasedStateMachine):
         # the model first: the jobs start during the step
         submits: list[tuple[ModelJob, aw.JobOptions]] = []
         for priority, token, retry, timeout in specs:
-            job = ModelJob(next(self.ids), priority, token, retry)
+            job = ModelJob(
+                next(self.ids),
+                priority,
+                None if token is None else (token, self.token_generation[token]),
+                retry,
+            )
             options: aw.JobOptions = {"priority": priority}
             if token is not None:
                 options["token"] = self.tokens[token]
@@ -315,8 +323,13 @@ class RuntimeMachine(RuleBasedStateMachine):
     @precondition(lambda self: bool(self.running))
     @rule()
     def release_oldest(self) -> None:
-        """Let the job that started first return (the common case, drawn more often)."""
+        """Let the job that started first return (releases are drawn more often this way)."""
         self._release(self.running[0], fail=False)
+
+    @precondition(lambda self: bool(self.running))
+    @rule(fail=st.booleans())
+    def release_newest(self, fail: bool) -> None:
+        self._release(self.running[-1], fail)
 
     @precondition(lambda self: bool(self.jobs))
     @rule(data=st.data())
@@ -330,21 +343,32 @@ class RuntimeMachine(RuleBasedStateMachine):
             self._maybe_closed()
         assert self._step(job.handle.cancel) is expected
 
-    @rule(index=st.sampled_from((0, 1, 2)))
-    def cancel_token(self, index: int) -> None:
+    @rule(index=st.sampled_from((0, 1, 2)), renew=st.booleans())
+    def cancel_token(self, index: int, renew: bool) -> None:
+        """Cancel the token in a slot (and its child), then maybe put fresh ones in."""
         token = self.tokens[index]
+        hit = self._token_hits(index) - self.tokens_cancelled
         if not token.cancelled:
-            hit = self._token_hits(index) - self.tokens_cancelled
             self.tokens_cancelled |= hit
             for job in self._active():
-                if job.token in hit:
+                if job.token in {(slot, self.token_generation[slot]) for slot in hit}:
                     self._cancel_in_model(job)
             self._start_what_fits()
             self._maybe_closed()
-        self._step(lambda: token.cancel(f"token {index}"))
+        assert self._step(lambda: token.cancel(f"token {index}")) is bool(hit)
+        if renew:
+            for slot in sorted(self._token_hits(index)):
+                parent = CHILD_OF.get(slot)
+                fresh = aw.CancellationToken() if parent is None else self.tokens[parent].child()
+                self.tokens[slot] = fresh
+                self.token_generation[slot] += 1
+                if fresh.cancelled:  # the child of a cancelled parent
+                    self.tokens_cancelled.add(slot)
+                else:
+                    self.tokens_cancelled.discard(slot)
 
     @precondition(lambda self: self.phase == "open")
-    @rule(paused=st.booleans())
+    @rule(paused=st.sampled_from((False, False, True)))
     def pause_or_resume(self, paused: bool) -> None:
         rt = self.rt
         assert rt is not None
@@ -427,7 +451,7 @@ class RuntimeMachine(RuleBasedStateMachine):
         assert self.rt is not None
         assert self.stop is not None
         assert self.host is not None
-        with anyio.fail_after(HANG_GUARD):
+        with anyio.fail_after(TEARDOWN_GUARD):
             for job in self.jobs.values():  # a draining shutdown would wait for them
                 job.handle.cancel("teardown")
             await self.rt.shutdown(wait=False)
@@ -449,8 +473,8 @@ class UvloopRuntimeMachine(RuntimeMachine):
 
 
 SETTINGS = settings(
-    max_examples=40,
-    stateful_step_count=30,
+    max_examples=100,
+    stateful_step_count=50,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
