@@ -1627,3 +1627,17 @@ async def test_a_worker_failing_between_jobs_is_restarted(
             assert await rt.run(double, 2) == 4
         assert rt.metrics().worker_errors == 1
         assert rt.metrics().workers == 1
+
+
+async def test_jobs_that_never_suspend_do_not_starve_the_loop() -> None:
+    # A worker lets the loop run every so many jobs, so other tasks (and timers, and the
+    # callers awaiting results) get turns while a long run of instant jobs drains.
+    async with aw.Runtime(workers=1) as rt:
+        jobs = [rt.submit_nowait(double, i) for i in range(1000)]
+        turns = 0
+        with no_hang():
+            while not jobs[-1].done():
+                turns += 1
+                await asyncio.sleep(0)
+        assert turns >= 5  # one worker step for all 1000 jobs would leave us 1 or 2 turns
+        assert [await job for job in jobs] == [2 * i for i in range(1000)]
