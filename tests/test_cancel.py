@@ -6,29 +6,11 @@ import asyncio
 import gc
 import logging
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
-import anyio
 import pytest
 
 import asyncworkers as aw
-
-# Converts a hang (a wake-up that never comes) into a failure; never a speed assertion.
-HANG_GUARD = 30.0
-
-
-@contextmanager
-def no_hang() -> Iterator[None]:
-    with anyio.fail_after(HANG_GUARD):
-        yield
-
-
-async def until_blocked(task: asyncio.Task[object]) -> None:
-    """Let *task* run until it waits on something (it is not done and not ready to run)."""
-    for _ in range(20):
-        await asyncio.sleep(0)
-    assert not task.done()
+from _helpers import HANG_GUARD, no_hang, until_blocked
 
 
 def test_new_token_is_active() -> None:

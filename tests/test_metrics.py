@@ -4,27 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Iterator
-from contextlib import contextmanager
 
-import anyio
 import pytest
 
 import asyncworkers as aw
+from _helpers import double, no_hang
 from asyncworkers._core._metrics import WINDOW, Recorder, Series
-
-HANG_GUARD = 30.0
-
-
-@contextmanager
-def no_hang() -> Iterator[None]:
-    """Turn a wait that never ends into a failure; never an assertion about speed."""
-    with anyio.fail_after(HANG_GUARD):
-        yield
-
-
-async def double(x: int) -> int:
-    return 2 * x
 
 
 async def fail() -> None:

@@ -5,37 +5,18 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-import anyio
 import pytest
 
 import asyncworkers as aw
-
-HANG_GUARD = 30.0
-
-
-@contextmanager
-def no_hang() -> Iterator[None]:
-    """Turn a wait that never ends into a failure; never an assertion about speed."""
-    with anyio.fail_after(HANG_GUARD):
-        yield
+from _helpers import Boom, double, no_hang
 
 
 async def blocker(started: asyncio.Event, release: asyncio.Event, value: int = 0) -> int:
     started.set()
     await release.wait()
     return value
-
-
-async def double(x: int) -> int:
-    return 2 * x
-
-
-class Boom(Exception):
-    pass
 
 
 async def fail(message: str) -> None:
