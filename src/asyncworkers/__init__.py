@@ -22,6 +22,7 @@ from ._core._runtime import JobOptions, Runtime
 from ._core._signals import run
 from ._core._sync import SyncRuntime
 from ._core._units import Job, JobState, Kind, Priority, WorkUnit, current_job
+from ._version import __version__ as __version__
 
 __all__ = (
     "AsyncworkersError",
@@ -46,5 +47,3 @@ __all__ = (
     "current_job",
     "run",
 )
-
-__version__ = "0.1.0"

@@ -1,9 +1,5 @@
-"""The ``asyncworkers`` command line (also ``python -m asyncworkers``).
-
-Subcommands: ``demo`` runs a mixed workload on a :class:`~asyncworkers.Runtime` and shows
-live progress, the notable jobs and the metrics; more (``load``, ``worker``, ``enqueue``,
-``status``) are planned.
-"""
+"""``asyncworkers demo``: a mixed workload on a :class:`~asyncworkers.Runtime`, with live
+progress, the notable jobs and the metrics, and a check of every claim it makes."""
 
 from __future__ import annotations
 
@@ -12,7 +8,6 @@ import asyncio
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -23,9 +18,10 @@ from rich.table import Table
 
 import asyncworkers as aw
 
+from ._args import Commands, positive_int
 from ._demo_tasks import blocking_poll, crunch, flaky_fetch, io_call, sleep_forever
 
-__all__ = ["build_parser", "main"]
+__all__ = ["DemoConfig", "DemoReport", "add_command", "run_demo"]
 
 T = TypeVar("T")
 
@@ -39,17 +35,11 @@ FLAKY_ATTEMPTS = 3
 CANCEL_AFTER_S = 0.2
 
 
-# -- the command line ----------------------------------------------------------------------
+# -- the command ---------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``asyncworkers``: one subparser per command."""
-    parser = argparse.ArgumentParser(
-        prog="asyncworkers",
-        description="asyncworkers: an asyncio-native task runtime.",
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {aw.__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="command", required=True)
+def add_command(commands: Commands) -> None:
+    """Add ``demo`` to the ``asyncworkers`` parser."""
     demo = commands.add_parser(
         "demo",
         help="run a mixed demo workload and show progress and metrics",
@@ -59,30 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     demo.add_argument(
-        "--jobs", type=_positive_int, default=120, help="number of I/O-like jobs (default: 120)"
+        "--jobs", type=positive_int, default=120, help="number of I/O-like jobs (default: 120)"
     )
     demo.add_argument(
-        "--workers", type=_positive_int, default=8, help="jobs running at once (default: 8)"
+        "--workers", type=positive_int, default=8, help="jobs running at once (default: 8)"
     )
     demo.add_argument(
         "--seed", type=int, default=1, help="seed of the random job durations (default: 1)"
     )
     demo.set_defaults(handler=_cmd_demo)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status (0 when everything went as shown)."""
-    args = build_parser().parse_args(argv)
-    handler: Callable[[argparse.Namespace], int] = args.handler
-    return handler(args)
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from ._core._cancel import check_cancelled
-from ._core._units import current_job
+from .._core._cancel import check_cancelled
+from .._core._units import current_job
 
 __all__ = ["blocking_poll", "crunch", "flaky_fetch", "io_call", "sleep_forever"]
 

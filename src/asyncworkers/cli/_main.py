@@ -1,0 +1,39 @@
+"""The parser of ``asyncworkers`` and its entry point.
+
+Each command lives in a module of its own that adds its subparser with ``add_command`` and
+sets ``handler``, a function of the parsed arguments that returns the exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+
+from .._version import __version__
+from . import _demo
+from ._args import Commands
+
+__all__ = ["build_parser", "main"]
+
+# One entry per command, in the order ``--help`` lists them.
+_COMMANDS: tuple[Callable[[Commands], None], ...] = (_demo.add_command,)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``asyncworkers``: one subparser per command."""
+    parser = argparse.ArgumentParser(
+        prog="asyncworkers",
+        description="asyncworkers: an asyncio-native task runtime.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="command", required=True)
+    for add_command in _COMMANDS:
+        add_command(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 when everything went as shown)."""
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    return handler(args)
