@@ -22,7 +22,7 @@ import pytest
 
 import asyncworkers as aw
 from _helpers import Blocker, Boom, double, forever, no_hang, settle, until_blocked
-from asyncworkers._core._queue import PriorityQueue
+from asyncworkers._core._queue import JobQueue
 from asyncworkers._core._units import Options
 
 
@@ -1611,17 +1611,17 @@ async def test_a_worker_that_fails_on_an_internal_bug_is_restarted_and_counted(
 async def test_a_worker_failing_between_jobs_is_restarted(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    original = PriorityQueue.pop
+    original = JobQueue.pop
     async with aw.Runtime(1) as rt:
         await settle()  # the worker is idle, waiting for work
         fails = [RuntimeError("queue bug")]
 
-        def broken(queue: PriorityQueue[aw.Job[Any]]) -> aw.Job[Any] | None:
+        def broken(queue: JobQueue) -> aw.Job[Any] | None:
             if fails:
                 raise fails.pop()
             return original(queue)
 
-        monkeypatch.setattr(PriorityQueue, "pop", broken)
+        monkeypatch.setattr(JobQueue, "pop", broken)
         with caplog.at_level(logging.ERROR, logger="asyncworkers"), no_hang():
             assert await rt.run(double, 1) == 2  # wakes the worker, which loops into the bug
             assert await rt.run(double, 2) == 4

@@ -170,6 +170,12 @@ class RuntimeMachine(RuleBasedStateMachine):
         job.order = next(self.order)
         self.queue.append(job.jid)
 
+    def _enqueue_retry(self, job: ModelJob) -> None:
+        """A retry goes ahead of the jobs of its priority (the latest retry first)."""
+        job.state = PENDING
+        job.order = -next(self.order) - 1
+        self.queue.append(job.jid)
+
     def _cancel_in_model(self, job: ModelJob) -> None:
         if job.state is PENDING:
             self.queue.remove(job.jid)
@@ -309,11 +315,12 @@ class RuntimeMachine(RuleBasedStateMachine):
         if not fail:
             job.state = COMPLETED
         elif job.retry and job.attempts < 2:
-            # the freed worker takes the next job first; the retry is queued after that
+            # the freed worker takes the next job first; the retry is queued after that,
+            # ahead of the jobs of its priority
             self.retried += 1
             job.state = PENDING
             self._start_what_fits()
-            self._enqueue(job)
+            self._enqueue_retry(job)
         else:
             job.state = FAILED
         self._start_what_fits()

@@ -11,8 +11,9 @@ import inspect
 import logging
 import pickle
 import reprlib
+import threading
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
@@ -24,7 +25,15 @@ from anyio import BrokenWorkerProcess
 from ._exceptions import JobCancelled, WorkerCrashed
 from ._units import Job, Kind
 
-__all__ = ["check_picklable", "default_kind", "run_in_process", "run_in_thread"]
+__all__ = [
+    "JobRaised",
+    "check_picklable",
+    "default_kind",
+    "is_coroutine_callable",
+    "keep_alive_while",
+    "run_in_process",
+    "run_in_thread",
+]
 
 if TYPE_CHECKING:
     from anyio import CapacityLimiter
@@ -34,20 +43,39 @@ logger = logging.getLogger("asyncworkers")
 KINDS: frozenset[str] = frozenset(("async", "thread", "process"))
 
 
-@functools.lru_cache(maxsize=1024)
-def _is_coroutine_function(fn: Callable[..., Any]) -> bool:
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
-        getattr(fn, "__call__", None)  # noqa: B004 - an instance with an async __call__
-    )
-
-
 def default_kind(fn: Callable[..., Any]) -> Kind:
-    """``"async"`` for coroutine functions, ``"thread"`` for every other callable."""
-    try:
-        is_async = _is_coroutine_function(fn)
-    except TypeError:  # unhashable callable: no caching
-        is_async = _is_coroutine_function.__wrapped__(fn)
-    return "async" if is_async else "thread"
+    """``"async"`` for coroutine functions, ``"thread"`` for every other callable.
+
+    Coroutine functions are found through partials and in instances whose ``__call__`` is
+    ``async def``. Nothing is cached: a cache keyed by the callable would keep it, and all
+    it captures, alive after its jobs are gone.
+    """
+    return "async" if is_coroutine_callable(fn) else "thread"
+
+
+def is_coroutine_callable(fn: object) -> bool:
+    """True when calling *fn* makes a coroutine, as far as can be told without calling it."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    if inspect.iscoroutinefunction(fn):
+        return True
+    if inspect.isfunction(fn) or inspect.ismethod(fn) or inspect.isclass(fn):
+        return False
+    # An instance with an ``async def __call__``.
+    return inspect.iscoroutinefunction(getattr(fn, "__call__", None))  # noqa: B004
+
+
+class JobRaised(Exception):
+    """Carries a ``BaseException`` that a thread or process job raised back to its worker.
+
+    Bare, a ``SystemExit`` or ``GeneratorExit`` from another thread or process would look
+    like the worker's own exit or cancellation; wrapped, it becomes the job's failure (as
+    with ``ThreadPoolExecutor``). The runtime unwraps it: the job's exception is ``error``.
+    """
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(error)
+        self.error = error
 
 
 def check_picklable(
@@ -112,9 +140,38 @@ _HELD: Final = _Held()
 def _run_in_thread(job: Job[Any]) -> Any:
     if job._stop is not None:  # stopped on its way to the thread
         raise job._stop
-    if job.kwargs:
-        return job.fn(*job.args, **job.kwargs)
-    return job.fn(*job.args)
+    _job_threads[job] = threading.current_thread()
+    try:
+        if job.kwargs:
+            return job.fn(*job.args, **job.kwargs)
+        return job.fn(*job.args)
+    except Exception:
+        raise
+    except BaseException as exc:
+        raise JobRaised(exc) from None
+    finally:
+        del _job_threads[job]
+
+
+# The thread each thread job runs in, while it runs: what shutdown waits for when it has to
+# leave a job behind in a daemon thread (see keep_alive_while).
+_job_threads: dict[Job[Any], threading.Thread] = {}
+
+
+def keep_alive_while(jobs: Iterable[Job[Any]]) -> None:
+    """Keep the interpreter alive until the threads running *jobs* have returned.
+
+    Threads started from a daemon thread (SyncRuntime's loop thread, for one) are daemon
+    threads too, and the interpreter does not wait for those at exit: a job left running
+    there would be cut off mid-way. A non-daemon thread joining each of them makes the
+    interpreter wait, as it does for the threads of a runtime on the main thread.
+    """
+    for job in jobs:
+        thread = _job_threads.get(job)
+        if thread is not None and thread.daemon:
+            threading.Thread(
+                target=thread.join, name=f"asyncworkers-wait-{job.name}", daemon=False
+            ).start()
 
 
 async def run_in_thread(job: Job[Any], limiter: CapacityLimiter) -> Any:
@@ -176,6 +233,8 @@ def _call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, An
             "".join(["\nTraceback in the worker process:\n", *traceback.format_exception(exc)])
         )
         raise
+    except BaseException as exc:  # SystemExit would end the worker process, and the parent
+        raise JobRaised(exc) from None
 
 
 async def run_in_process(job: Job[Any], limiter: CapacityLimiter) -> Any:
@@ -184,13 +243,45 @@ async def run_in_process(job: Job[Any], limiter: CapacityLimiter) -> Any:
     A process that dies under the job (``os._exit()``, a signal, out of memory) fails only
     this job, with :class:`WorkerCrashed`; anyio drops it from its pool and starts a fresh
     one for the next job.
+
+    anyio leaves a worker process behind when the call is cancelled while that process
+    starts (it neither kills it nor adds it to its pool). So the job first takes its token
+    of *limiter*, then makes sure an idle worker is waiting, starting one under a shield if
+    need be; the call itself then only takes that worker, with nothing left to start.
     """
-    try:
-        return await anyio.to_process.run_sync(
-            _call, job.fn, job.args, job.kwargs, cancellable=True, limiter=limiter
-        )
-    except BrokenWorkerProcess as exc:
-        raise WorkerCrashed(
-            f"the worker process running job {job.name!r} died (os._exit(), a signal or "
-            "out of memory); the next job gets a new process"
-        ) from exc
+    async with limiter:
+        await _ensure_idle_worker()
+        try:
+            return await anyio.to_process.run_sync(
+                _call, job.fn, job.args, job.kwargs, cancellable=True, limiter=_HELD
+            )
+        except BrokenWorkerProcess as exc:
+            raise WorkerCrashed(
+                f"the worker process running job {job.name!r} died (os._exit(), a signal or "
+                "out of memory); the next job gets a new process"
+            ) from exc
+
+
+def _noop() -> None:
+    return None
+
+
+async def _ensure_idle_worker() -> None:
+    """Start a worker process, shielded from cancellation, unless an idle one is waiting.
+
+    Shielded, a start always ends with the process in anyio's pool, where it is reused and
+    killed when the event loop ends. Between this and the job's own call nothing awaits, so
+    no other job can take the idle worker first.
+    """
+    if _idle_worker_waiting():
+        return
+    with anyio.CancelScope(shield=True):
+        await anyio.to_process.run_sync(_noop, limiter=_HELD)
+
+
+def _idle_worker_waiting() -> bool:
+    # anyio keeps its pool in a private RunVar; tests/test_processes.py fails loudly if an
+    # upgrade moves it (then every process job would start with the shielded round trip).
+    idle_var = getattr(anyio.to_process, "_process_pool_idle_workers", None)
+    idle = idle_var.get(None) if idle_var is not None else None
+    return any(process.returncode is None for process, _ in idle or ())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import math
 import threading
 import weakref
 from collections.abc import Callable, Iterator
@@ -14,6 +15,7 @@ import anyio
 
 from ._exceptions import JobCancelled
 from ._units import call_logged, current_job
+from ._validate import check_seconds
 
 __all__ = ["CancellationToken", "check_cancelled"]
 
@@ -108,8 +110,10 @@ class CancellationToken:
 
     def wait_blocking(self, timeout: float | None = None) -> bool:
         """Block this thread until cancelled or *timeout* seconds pass; True if cancelled."""
-        if timeout is not None and timeout < 0:
-            raise ValueError(f"wait_blocking(timeout=...) must be >= 0 or None, got {timeout!r}")
+        if timeout is not None:
+            timeout = check_seconds("wait_blocking(timeout=...)", timeout, allow_zero=True)
+            if timeout == math.inf:
+                timeout = None  # threading.Event.wait() overflows on inf
         with self._lock:
             if self.cancelled:
                 return True

@@ -1,80 +1,108 @@
-"""A bucketed priority queue: one deque per priority level, FIFO inside a level.
+"""The job queue: one deque per priority level, a heap of the levels in use, FIFO in a level.
 
-A heap costs O(log n) per operation and ~2.7 us per pop at a depth of 200k; with a handful of
-levels in use, finding the highest non-empty deque is a few truth tests. Entries are never
-removed from the middle: a cancelled pending job stays as a tombstone that the consumer skips,
-and :meth:`compact` sweeps tombstones out when they pile up.
+Finding the next job costs a look at the top of a small heap, so with the usual handful of
+levels it is a few operations, and with thousands of distinct priorities (deadlines,
+timestamps) it stays O(log levels): a level is dropped from the heap as soon as it is found
+empty, so levels never pile up.
+
+A job cancelled while queued is not searched for: it stays where it is as a tombstone (no
+longer PENDING) that :meth:`JobQueue.pop` skips, and the queue sweeps tombstones out when
+they outnumber the live jobs. The queue owns the counts, so ``pending`` is always exact.
 """
 
 from __future__ import annotations
 
-import bisect
+import heapq
 from collections import deque
-from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from typing import Any, Final
 
-__all__ = ["PriorityQueue"]
+from ._units import Job, JobState
 
-T = TypeVar("T")
+__all__ = ["JobQueue"]
+
+_PENDING: Final = JobState.PENDING
+
+# Tombstones tolerated before a sweep (and only while they outnumber the live jobs), so
+# that a sweep's cost is spread over at least as many cancels.
+_SWEEP_AT: Final = 1024
 
 
-class PriorityQueue(Generic[T]):
+class JobQueue:
     """Highest priority first, first in first out within one priority."""
 
-    __slots__ = ("_keys", "_levels", "_order")
+    __slots__ = ("_heap", "_levels", "_tombstones", "pending")
 
     def __init__(self) -> None:
-        self._levels: dict[int, deque[T]] = {}
-        self._keys: list[int] = []  # ascending priorities, for bisect
-        self._order: list[deque[T]] = []  # the same levels, highest priority first
+        self._levels: dict[int, deque[Job[Any]]] = {}
+        self._heap: list[int] = []  # the negated priorities of the levels in _levels
+        self._tombstones = 0
+        self.pending = 0  # live (PENDING) jobs in the queue
 
-    def push(self, item: T, priority: int) -> None:
-        level = self._levels.get(priority)
+    def push(self, job: Job[Any]) -> None:
+        """Queue *job* behind the jobs of its priority."""
+        level = self._levels.get(job.priority)
         if level is None:
-            level = self._add_level(priority)
-        level.append(item)
+            level = self._add_level(job.priority)
+        level.append(job)
+        self.pending += 1
 
-    def pop(self) -> T | None:
-        """The next item, or None when the queue is empty."""
-        for level in self._order:
-            if level:
-                return level.popleft()
+    def push_front(self, job: Job[Any]) -> None:
+        """Queue *job* ahead of the jobs of its priority (a retry whose backoff is over)."""
+        level = self._levels.get(job.priority)
+        if level is None:
+            level = self._add_level(job.priority)
+        level.appendleft(job)
+        self.pending += 1
+
+    def pop(self) -> Job[Any] | None:
+        """The next PENDING job, or None; tombstones met on the way are dropped."""
+        heap = self._heap
+        levels = self._levels
+        while heap:
+            level = levels[-heap[0]]
+            while level:
+                job = level.popleft()
+                if job.state is _PENDING:
+                    self.pending -= 1
+                    return job
+                self._tombstones -= 1
+            del levels[-heapq.heappop(heap)]
         return None
 
+    def discard(self, job: Job[Any]) -> None:
+        """*job*, still in the queue, is about to leave PENDING: count it as a tombstone."""
+        self.pending -= 1
+        self._tombstones += 1
+        if self._tombstones > _SWEEP_AT and self._tombstones > self.pending:
+            self._sweep(job)
+
+    def drain(self) -> list[Job[Any]]:
+        """Remove every live job and return them in pop order."""
+        jobs = []
+        while (job := self.pop()) is not None:
+            jobs.append(job)
+        self._levels.clear()
+        self._heap.clear()
+        self._tombstones = 0
+        return jobs
+
     def __len__(self) -> int:
-        return sum(map(len, self._order))
+        return self.pending
 
-    def __bool__(self) -> bool:
-        return any(self._order)
+    def _add_level(self, priority: int) -> deque[Job[Any]]:
+        level: deque[Job[Any]] = deque()
+        self._levels[priority] = level
+        heapq.heappush(self._heap, -priority)
+        return level
 
-    def __iter__(self) -> Iterator[T]:
-        """Items in the order :meth:`pop` would give them."""
-        for level in self._order:
-            yield from level
-
-    def drain(self) -> list[T]:
-        """Remove and return every item, in pop order."""
-        items = list(self)
-        for level in self._order:
-            level.clear()
-        return items
-
-    def compact(self, keep: Callable[[T], bool]) -> None:
-        """Drop the items for which *keep* is false, and the levels left empty."""
+    def _sweep(self, leaving: Job[Any]) -> None:
         for priority, level in list(self._levels.items()):
-            kept = [item for item in level if keep(item)]
-            if kept:
+            live = [job for job in level if job.state is _PENDING and job is not leaving]
+            if live:
                 level.clear()
-                level.extend(kept)
+                level.extend(live)
             else:
                 del self._levels[priority]
-        self._keys = sorted(self._levels)
-        self._order = [self._levels[p] for p in reversed(self._keys)]
-
-    def _add_level(self, priority: int) -> deque[T]:
-        level: deque[T] = deque()
-        self._levels[priority] = level
-        index = bisect.bisect(self._keys, priority)
-        self._keys.insert(index, priority)
-        self._order.insert(len(self._keys) - 1 - index, level)
-        return level
+        self._heap = [-priority for priority in self._levels]
+        heapq.heapify(self._heap)
+        self._tombstones = 0

@@ -6,6 +6,8 @@ import math
 import random
 from dataclasses import dataclass
 
+from ._validate import check_count, check_number
+
 __all__ = ["Retry"]
 
 
@@ -29,12 +31,12 @@ class Retry:
     retry_on: tuple[type[BaseException], ...] = (Exception,)
 
     def __post_init__(self) -> None:
-        _check_int("attempts", self.attempts, minimum=1)
-        _check_float("backoff", self.backoff, minimum=0.0)
-        _check_float("multiplier", self.multiplier, minimum=1.0)
+        check_count("Retry(attempts=...)", self.attempts)
+        check_number("Retry(backoff=...)", self.backoff, minimum=0.0)
+        check_number("Retry(multiplier=...)", self.multiplier, minimum=1.0)
         if self.max_backoff is not None:
-            _check_float("max_backoff", self.max_backoff, minimum=0.0)
-        _check_float("jitter", self.jitter, minimum=0.0, maximum=1.0)
+            check_number("Retry(max_backoff=...)", self.max_backoff, minimum=0.0)
+        check_number("Retry(jitter=...)", self.jitter, minimum=0.0, maximum=1.0)
         if not isinstance(self.retry_on, tuple) or not all(
             isinstance(t, type) and issubclass(t, BaseException) for t in self.retry_on
         ):
@@ -59,18 +61,3 @@ class Retry:
         if self.jitter:
             delay *= 1.0 + random.uniform(0.0, self.jitter)
         return delay
-
-
-def _check_int(name: str, value: object, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"Retry({name}=...) must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"Retry({name}=...) must be >= {minimum}, got {value!r}")
-
-
-def _check_float(name: str, value: object, *, minimum: float, maximum: float | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"Retry({name}=...) must be a number, got {value!r}")
-    if math.isnan(value) or value < minimum or (maximum is not None and value > maximum):
-        bounds = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
-        raise ValueError(f"Retry({name}=...) must be {bounds}, got {value!r}")

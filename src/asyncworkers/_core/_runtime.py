@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import inspect
 import itertools
 import logging
 import math
@@ -30,19 +31,28 @@ from collections.abc import (
     Mapping,
 )
 from types import TracebackType
-from typing import Any, Final, TypedDict, TypeVar, TypeVarTuple, Unpack, overload
+from typing import Any, Final, Literal, TypedDict, TypeVar, TypeVarTuple, Unpack, overload
 
 import anyio
 from anyio.abc import TaskGroup
 
-from ._bridges import KINDS, check_picklable, default_kind, run_in_process, run_in_thread
+from ._bridges import (
+    KINDS,
+    JobRaised,
+    check_picklable,
+    default_kind,
+    keep_alive_while,
+    run_in_process,
+    run_in_thread,
+)
 from ._cancel import CancellationToken, _in_loop
 from ._exceptions import JobCancelled, JobTimeout, QueueFull, RuntimeClosed
 from ._metrics import TRIM_AT, Metrics, Recorder
-from ._queue import PriorityQueue
+from ._queue import JobQueue
 from ._retry import Retry
 from ._signals import subscribe
 from ._units import Job, JobState, Kind, Options, Priority, WorkUnit, _current_job, call_logged
+from ._validate import check_count, check_instance, check_seconds
 
 __all__ = ["JobOptions", "Runtime"]
 
@@ -52,6 +62,7 @@ Ts = TypeVarTuple("Ts")
 logger = logging.getLogger("asyncworkers")
 
 _now = time.monotonic
+_running_loop = asyncio._get_running_loop  # the C function: None outside a loop, no raise
 _PENDING: Final = JobState.PENDING
 _RUNNING: Final = JobState.RUNNING
 _COMPLETED: Final = JobState.COMPLETED
@@ -74,8 +85,8 @@ _FAIR_STREAK: Final = 100
 # Priorities that need no further check on the fast path of submit.
 _PLAIN_INTS: Final = frozenset((int, Priority))
 
-# Callables whose default options are remembered, at most; past that they are looked up.
-_KIND_CACHE_SIZE: Final = 4096
+# The code flag of ``async def`` functions (inspect.CO_COROUTINE), read on the fast path.
+_CO_COROUTINE: Final = inspect.CO_COROUTINE
 
 _OPTION_NAMES: Final = frozenset(
     ("priority", "timeout", "retry", "token", "name", "callback", "metadata", "kind")
@@ -135,16 +146,16 @@ class Runtime:
         shutdown_timeout: float | None = None,
         handle_signals: bool = False,
     ) -> None:
-        _check_count("workers", workers)
+        check_count("workers", workers)
         if shutdown_timeout is not None:
-            _check_delay("shutdown_timeout", shutdown_timeout)
+            check_seconds("shutdown_timeout", shutdown_timeout, allow_zero=True)
         if not isinstance(handle_signals, bool):
             raise TypeError(f"handle_signals must be a bool, got {handle_signals!r}")
-        _check_count("threads", threads)
+        check_count("threads", threads)
         if processes is not None:
-            _check_count("processes", processes)
+            check_count("processes", processes)
         if max_pending is not None:
-            _check_count("max_pending", max_pending)
+            check_count("max_pending", max_pending)
         self._target = workers
         self._threads = threads
         self._processes = processes or os.cpu_count() or 1
@@ -154,11 +165,9 @@ class Runtime:
 
         self._state = _NEW
         self._paused = False
-        self._queue: PriorityQueue[Job[Any]] = PriorityQueue()
+        self._queue = JobQueue()
         self._ids = itertools.count(1)
         self._metrics = Recorder()
-        self._pending = 0  # live jobs in the queue (tombstones excluded)
-        self._tombstones = 0  # cancelled jobs still sitting in the queue
         self._backoff: set[Job[Any]] = set()
         self._workers: set[_Worker] = set()
         self._live = 0  # worker coroutines alive
@@ -166,11 +175,11 @@ class Runtime:
         self._idle: deque[asyncio.Future[None]] = deque()
         self._room_waiters: deque[asyncio.Future[None]] = deque()
         self._join_waiters: list[asyncio.Future[None]] = []
-        self._hooks: list[Callable[[Job[Any]], object]] = []
+        # Replaced, never mutated, so that _end iterates a snapshot for free.
+        self._hooks: tuple[Callable[[Job[Any]], object], ...] = ()
 
         self._plain_async = Options("async")
         self._plain_thread = Options("thread")
-        self._plain_by_fn: dict[Callable[..., Any], Options] = {}
         self._tg: TaskGroup | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed: anyio.Event | None = None
@@ -290,6 +299,7 @@ class Runtime:
         warning, and end CANCELLED. Idempotent: later calls wait for the first to finish.
         """
         deadline = _deadline("shutdown", timeout)
+        self._check_not_own_job("shutdown()")
         if self._state is _NEW or self._closed is None:  # never started: nothing to stop
             self._state = _CLOSED
             return
@@ -362,17 +372,18 @@ class Runtime:
         ``priority``, ``timeout`` (seconds per attempt), ``retry``, ``token``, ``name``,
         ``callback`` (called with the result on success), ``metadata`` and ``kind``.
         """
-        if self._state is not _OPEN:
+        if self._state is not _OPEN or _running_loop() is not self._loop:
             raise self._not_open()
         if options and (len(options) > 1 or options.get("priority").__class__ not in _PLAIN_INTS):
             priority, opts = self._options(fn, args, None, options)
         else:
             priority = options["priority"] if options else _NORMAL
-            try:  # the options shared by plain jobs of this callable, looked up inline
-                opts = self._plain_by_fn[fn]
-            except (KeyError, TypeError):
-                opts = self._plain_options(fn)
-        if self._max_pending is not None and self._pending >= self._max_pending:
+            try:  # a function or bound method: its code object says if it is async
+                is_async = fn.__code__.co_flags & _CO_COROUTINE
+            except AttributeError:
+                is_async = 0
+            opts = self._plain_async if is_async else self._plain_options(fn)
+        if self._max_pending is not None and self._queue.pending >= self._max_pending:
             raise QueueFull(f"the queue is full: max_pending={self._max_pending} jobs are waiting")
         return self._accept(Job(self, next(self._ids), fn, args, None, priority, opts, _now()))
 
@@ -402,7 +413,7 @@ class Runtime:
         """Queue a :class:`WorkUnit` (it may carry kwargs); raises like :meth:`submit_nowait`."""
         if not isinstance(unit, WorkUnit):
             raise TypeError(f"enqueue() needs a WorkUnit, got {unit!r}")
-        if self._state is not _OPEN:
+        if self._state is not _OPEN or _running_loop() is not self._loop:
             raise self._not_open()
         if not isinstance(unit.kwargs, Mapping):
             raise TypeError(f"WorkUnit(kwargs=...) must be a mapping, got {unit.kwargs!r}")
@@ -415,7 +426,7 @@ class Runtime:
             if value is not None:
                 options[key] = value
         priority, opts = self._options(unit.fn, unit.args, kwargs, options)
-        if self._max_pending is not None and self._pending >= self._max_pending:
+        if self._max_pending is not None and self._queue.pending >= self._max_pending:
             raise QueueFull(f"the queue is full: max_pending={self._max_pending} jobs are waiting")
         job: Job[T] = Job(self, next(self._ids), unit.fn, unit.args, kwargs, priority, opts, _now())
         return self._accept(job)
@@ -455,6 +466,31 @@ class Runtime:
         /,
         *,
         window: int | None = None,
+        return_exceptions: Literal[False] = False,
+        **options: Unpack[JobOptions],
+    ) -> AsyncGenerator[T, None]: ...
+
+    @overload
+    def map(
+        self,
+        fn: Callable[[Any], Awaitable[T]],
+        items: Iterable[Any] | AsyncIterable[Any],
+        /,
+        *,
+        window: int | None = None,
+        return_exceptions: Literal[True],
+        **options: Unpack[JobOptions],
+    ) -> AsyncGenerator[T | BaseException, None]: ...
+
+    @overload
+    def map(
+        self,
+        fn: Callable[[Any], T],
+        items: Iterable[Any] | AsyncIterable[Any],
+        /,
+        *,
+        window: int | None = None,
+        return_exceptions: Literal[False] = False,
         **options: Unpack[JobOptions],
     ) -> AsyncGenerator[T, None]: ...
 
@@ -466,8 +502,9 @@ class Runtime:
         /,
         *,
         window: int | None = None,
+        return_exceptions: Literal[True],
         **options: Unpack[JobOptions],
-    ) -> AsyncGenerator[T, None]: ...
+    ) -> AsyncGenerator[T | BaseException, None]: ...
 
     async def map(
         self,
@@ -476,27 +513,33 @@ class Runtime:
         /,
         *,
         window: int | None = None,
+        return_exceptions: bool = False,
         **options: Unpack[JobOptions],
     ) -> AsyncGenerator[Any, None]:
         """Run ``fn(item)`` for every item and yield the results in input order.
 
         At most *window* jobs (default: twice the worker count) are in flight, so an endless
         iterable is fine. The first failure is raised and, like leaving the loop early,
-        cancels the jobs still in flight.
+        cancels the jobs still in flight; with ``return_exceptions=True`` (as in
+        ``asyncio.gather``) a failed or cancelled job's exception is yielded in its place
+        and the map goes on.
         """
+        if not isinstance(return_exceptions, bool):
+            raise TypeError(f"return_exceptions must be a bool, got {return_exceptions!r}")
         if window is None:
             window = max(2 * self._target, 1)  # the target is 0 once shut down
-        _check_count("window", window)
+        check_count("window", window)
         if not callable(fn):
             raise TypeError(f"map() needs a callable, got {fn!r}")
+        outcome = _outcome if return_exceptions else _result
         in_flight: deque[Job[Any]] = deque()
         try:
             async for item in _aiter(items):
                 in_flight.append(await self.submit(fn, item, **options))
                 if len(in_flight) >= window:
-                    yield await in_flight.popleft()
+                    yield await outcome(in_flight.popleft())
             while in_flight:
-                yield await in_flight.popleft()
+                yield await outcome(in_flight.popleft())
         finally:
             for job in in_flight:
                 job.cancel("map() was closed")
@@ -518,7 +561,7 @@ class Runtime:
 
     def resize(self, workers: int) -> None:
         """Change how many jobs run at once. Surplus workers leave after their current job."""
-        _check_count("workers", workers)
+        check_count("workers", workers)
         self._target = workers
         if self._state is _OPEN:
             self._spawn_workers()
@@ -528,6 +571,7 @@ class Runtime:
     async def join(self, timeout: float | None = None) -> bool:
         """Wait until every submitted job has finished; False if *timeout* came first."""
         deadline = _deadline("join", timeout)
+        self._check_not_own_job("join()")
         with anyio.CancelScope(deadline=deadline):
             await self._until_idle()
         return not self._unfinished()
@@ -536,7 +580,7 @@ class Runtime:
         """A frozen snapshot of the counters and latency percentiles."""
         return self._metrics.snapshot(
             running=self._count_running(),
-            pending=self._pending + len(self._backoff),
+            pending=self._queue.pending + len(self._backoff),
             workers=self._live,
         )
 
@@ -547,8 +591,18 @@ class Runtime:
         """
         if not callable(fn):
             raise TypeError(f"on_complete() needs a callable, got {fn!r}")
-        self._hooks.append(fn)
-        return lambda: self._hooks.remove(fn) if fn in self._hooks else None
+        self._hooks = (*self._hooks, fn)
+        removed = False
+
+        def remove() -> None:
+            nonlocal removed
+            if not removed:
+                removed = True
+                hooks = list(self._hooks)
+                hooks.remove(fn)
+                self._hooks = tuple(hooks)
+
+        return remove
 
     def running_jobs(self) -> list[Job[Any]]:
         """The jobs running now."""
@@ -566,25 +620,16 @@ class Runtime:
     def __repr__(self) -> str:
         return (
             f"<Runtime state={self._state} workers={self._live} running={self._count_running()} "
-            f"pending={self._pending} paused={self._paused}>"
+            f"pending={self._queue.pending} paused={self._paused}>"
         )
 
     # -- options and intake ----------------------------------------------------------------
 
     def _plain_options(self, fn: Callable[..., Any]) -> Options:
         """The shared options of a job submitted with none, by the kind of *fn*."""
-        try:
-            opts = self._plain_by_fn.get(fn)
-        except TypeError:  # an unhashable callable
-            opts = None
-        if opts is None:
-            if not callable(fn):
-                raise TypeError(f"expected a callable to run, got {fn!r}")
-            opts = self._plain_async if default_kind(fn) == "async" else self._plain_thread
-            if len(self._plain_by_fn) < _KIND_CACHE_SIZE:
-                with contextlib.suppress(TypeError):  # unhashable: looked up every time
-                    self._plain_by_fn[fn] = opts
-        return opts
+        if not callable(fn):
+            raise TypeError(f"expected a callable to run, got {fn!r}")
+        return self._plain_async if default_kind(fn) == "async" else self._plain_thread
 
     def _options(
         self,
@@ -611,13 +656,20 @@ class Runtime:
             kind = default_kind(fn)
         elif kind not in KINDS:
             raise ValueError(f"kind must be one of {sorted(KINDS)}, got {kind!r}")
+        elif kind == "async" and default_kind(fn) != "async":
+            raise TypeError(
+                f'kind="async" needs a coroutine function, and {fn!r} is not one (plain '
+                'functions run in threads: kind="thread", the default for them)'
+            )
         timeout = options.get("timeout")
         if timeout is not None:
-            _check_timeout("timeout", timeout)
-        _check_type("retry", options.get("retry"), Retry)
-        _check_type("token", options.get("token"), CancellationToken)
-        _check_type("name", options.get("name"), str)
-        _check_type("metadata", options.get("metadata"), Mapping)
+            timeout = check_seconds("timeout", timeout, allow_zero=False)
+            if timeout == math.inf:
+                timeout = None  # no limit
+        check_instance("retry", options.get("retry"), Retry)
+        check_instance("token", options.get("token"), CancellationToken)
+        check_instance("name", options.get("name"), str)
+        check_instance("metadata", options.get("metadata"), Mapping)
         callback = options.get("callback")
         if callback is not None and not callable(callback):
             raise TypeError(f"callback must be callable, got {callback!r}")
@@ -638,8 +690,7 @@ class Runtime:
         self._metrics.submitted += 1
         token = job._opts.token
         if token is None:
-            self._pending += 1
-            self._queue.push(job, job.priority)
+            self._queue.push(job)
             if self._idle:
                 _wake_one(self._idle)
             return job
@@ -652,15 +703,14 @@ class Runtime:
         return job
 
     def _enqueue(self, job: Job[Any]) -> None:
-        self._pending += 1
-        self._queue.push(job, job.priority)
+        self._queue.push(job)
         if self._idle:
             _wake_one(self._idle)
 
     async def _wait_for_room(self) -> None:
         assert self._max_pending is not None
         assert self._loop is not None
-        while self._pending >= self._max_pending and self._state is _OPEN:
+        while self._queue.pending >= self._max_pending and self._state is _OPEN:
             waiter = self._loop.create_future()
             self._room_waiters.append(waiter)
             try:
@@ -671,7 +721,21 @@ class Runtime:
                     _wake_one(self._room_waiters)
                 raise
 
+    def _check_not_own_job(self, what: str) -> None:
+        job = _current_job.get()
+        if job is not None and job._owner is self and job.finished_at is None:
+            raise RuntimeError(
+                f"{what} called from inside one of this runtime's jobs ({job.name!r}) would "
+                "wait for that job itself; call it from outside the runtime's jobs"
+            )
+
     def _not_open(self) -> Exception:
+        if self._state is _OPEN:  # then the caller is not on our loop
+            return RuntimeError(
+                "submit_nowait()/enqueue() must be called from the runtime's own event loop "
+                "thread; from other threads use SyncRuntime (its submit() is thread-safe), or "
+                "hand the call to the loop with loop.call_soon_threadsafe()"
+            )
         if self._state is _NEW:
             return RuntimeError("the runtime is not started: use 'async with Runtime(...) as rt:'")
         return RuntimeClosed(f"the runtime is {self._state} and takes no more jobs")
@@ -743,10 +807,6 @@ class Runtime:
                 idle.append(waiter)
                 await waiter
                 continue
-            if job.state is not _PENDING:
-                self._tombstones -= 1
-                continue
-            self._pending -= 1
             if self._room_waiters:
                 _wake_one(self._room_waiters)
             worker.job = job
@@ -768,7 +828,9 @@ class Runtime:
                     if job._hook is not _INJECTED or task.uncancel():
                         raise  # not (only) ours: the worker itself is being cancelled
                     self._stopped(job)
-                except Exception as exc:
+                except (KeyboardInterrupt, SystemExit):
+                    raise  # asyncio's meaning: they stop the loop, not just the job
+                except BaseException as exc:  # an Exception, GeneratorExit, a user class
                     if job._hook is _INJECTED:
                         task.uncancel()
                     self._settle(job, None, exc)
@@ -808,6 +870,9 @@ class Runtime:
                     len(stuck),
                     ", ".join(f"{job.name} (id {job.id})" for job in stuck),
                 )
+                # Threads started from a daemon thread are daemons: keep the interpreter
+                # alive until these have returned, so that their work is not cut off.
+                keep_alive_while(stuck)
                 for job in stuck:  # settled now: shutdown() returns with every job done
                     self._end(job, _CANCELLED, _stop_or(job, "abandoned when the runtime stopped"))
             for worker in self._workers:
@@ -820,7 +885,7 @@ class Runtime:
         timeout = opts.timeout
         deadline = math.inf if timeout is None else anyio.current_time() + timeout
         value: Any = None
-        error: Exception | None = None
+        error: BaseException | None = None
         with anyio.CancelScope(deadline=deadline) as scope:
             job._hook = scope
             try:
@@ -831,8 +896,10 @@ class Runtime:
                     value = await job.fn(*job.args, **job.kwargs)
                 else:
                     value = await job.fn(*job.args)
-            except Exception as exc:
-                error = exc
+            except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+                raise  # the scope's (or the worker's) cancellation, or asyncio's meaning
+            except BaseException as exc:
+                error = _unwrap(exc)
         job._hook = None
         if scope.cancel_called and job._stop is None:
             job._stop = JobTimeout(f"job {job.name!r} timed out after {timeout} s")
@@ -845,11 +912,11 @@ class Runtime:
         if opts.timeout is not None:
             timer = self._loop.call_later(opts.timeout, self._expire, job)
         value: Any = None
-        error: Exception | None = None
+        error: BaseException | None = None
         try:
             value = await run_in_thread(job, self._thread_limiter)
         except Exception as exc:
-            error = exc
+            error = _unwrap(exc)
         finally:
             if timer is not None:
                 timer.cancel()
@@ -865,7 +932,7 @@ class Runtime:
 
     # -- outcomes ------------------------------------------------------------------------
 
-    def _settle(self, job: Job[Any], value: Any, error: Exception | None) -> None:
+    def _settle(self, job: Job[Any], value: Any, error: BaseException | None) -> None:
         if job._stop is not None:  # a stop request wins over what the job did after it
             self._stopped(job)
         elif error is None:
@@ -883,7 +950,7 @@ class Runtime:
         else:
             self._end(job, _CANCELLED, stop)
 
-    def _failed(self, job: Job[Any], error: Exception) -> None:
+    def _failed(self, job: Job[Any], error: BaseException) -> None:
         retry = job._opts.retry
         if (
             retry is not None
@@ -902,10 +969,15 @@ class Runtime:
         job._hook = self._loop.call_later(retry.delay(job.attempts), self._requeue, job)
 
     def _requeue(self, job: Job[Any]) -> None:
+        """A retry's backoff is over: it goes ahead of the jobs of its priority, which were
+        all queued after its first attempt started (FIFO), so that a retry never waits
+        behind the whole queue again."""
         self._backoff.discard(job)
         job._hook = None
         job.queued_at = _now()
-        self._enqueue(job)
+        self._queue.push_front(job)
+        if self._idle:
+            _wake_one(self._idle)
 
     def _end(self, job: Job[Any], state: JobState, value: Any) -> None:
         """The one way into a terminal state: counters, hooks and waiters, once per job."""
@@ -922,41 +994,53 @@ class Runtime:
         job.finished_at = now
         if state is _COMPLETED:
             metrics.completed += 1
-            if opts.callback is not None:
-                call_logged(opts.callback, value)
-        elif state is _FAILED:
-            metrics.failed += 1
         else:
-            metrics.cancelled += 1
+            job._tb = value.__traceback__
+            if state is _FAILED:
+                metrics.failed += 1
+            else:
+                metrics.cancelled += 1
         if opts.token is not None:
             opts.token._unlink(job)
-        if job._callbacks is not None:
-            job._run_callbacks()
-        for hook in self._hooks:
-            call_logged(hook, job)
+        # The runtime's own bookkeeping is done before any user code runs, so that a
+        # KeyboardInterrupt from a hook cannot lose a join() wake-up.
         if self._join_waiters and not self._unfinished():
             waiters, self._join_waiters = self._join_waiters, []
             _wake_all(waiters)
+        if state is _COMPLETED and opts.callback is not None:
+            call_logged(opts.callback, value)
+        if job._callbacks is not None:
+            job._run_callbacks()
+        for hook in self._hooks:  # a tuple: a hook that removes itself changes no loop
+            call_logged(hook, job)
 
     # -- cancelling ----------------------------------------------------------------------
 
     def _cancel_job(self, job: Job[Any], reason: str | None) -> bool:
         if job.finished_at is not None:
             return False
+        loop = self._loop
+        if loop is not None and asyncio._get_running_loop() is not loop:
+            # Called from another thread (or loop): the job's state belongs to our loop, so
+            # the cancel is carried out there, soon. It is pending or running now.
+            with contextlib.suppress(RuntimeError):  # a closed loop: the job has ended
+                loop.call_soon_threadsafe(self._cancel_job, job, reason)
+            return True
         if job.state is _PENDING:
             timer = job._hook
             if timer is not None:  # backing off before a retry
                 timer.cancel()
                 self._backoff.discard(job)
-            else:  # in the queue: leave a tombstone for the workers to skip
-                self._pending -= 1
-                self._tombstones += 1
+                self._end(job, _CANCELLED, JobCancelled(reason))
+            else:  # in the queue: it stays there as a tombstone for the workers to skip
+                self._queue.discard(job)
                 if self._room_waiters:
                     _wake_one(self._room_waiters)
-                self._maybe_compact()
-            self._end(job, _CANCELLED, JobCancelled(reason))
+                self._end(job, _CANCELLED, JobCancelled(reason))
             return True
-        if job._stop is None:
+        if not isinstance(job._stop, JobCancelled):
+            # An explicit stop wins over a timeout that fired first (a thread job that has
+            # not reached check_cancelled() yet): the job ends CANCELLED, never retried.
             job._stop = JobCancelled(reason)
             hook = job._hook
             if isinstance(hook, anyio.CancelScope):
@@ -979,18 +1063,10 @@ class Runtime:
     def _cancel_for_token(self, job: Job[Any], token: CancellationToken) -> None:
         self._cancel_job(job, token.reason)
 
-    def _maybe_compact(self) -> None:
-        if self._tombstones > 1024 and self._tombstones > self._pending:
-            self._queue.compact(lambda job: job.state is _PENDING)
-            self._tombstones = 0
-
     def _cancel_waiting(self, reason: str) -> None:
         """Cancel the queued jobs and those backing off before a retry."""
         for job in self._queue.drain():
-            if job.state is _PENDING:
-                self._pending -= 1
-                self._end(job, _CANCELLED, JobCancelled(reason))
-        self._tombstones = 0
+            self._end(job, _CANCELLED, JobCancelled(reason))
         for job in list(self._backoff):
             self._cancel_job(job, reason)
 
@@ -1011,37 +1087,14 @@ class Runtime:
             await waiter
 
 
-def _check_count(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value!r}")
-
-
-def _check_timeout(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number of seconds, got {value!r}")
-    if math.isnan(value) or value <= 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
-
-
-def _check_delay(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number of seconds, got {value!r}")
-    if math.isnan(value) or value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
-
-
-def _check_type(name: str, value: object, expected: type) -> None:
-    if value is not None and not isinstance(value, expected):
-        raise TypeError(f"{name} must be a {expected.__name__} or None, got {value!r}")
-
-
 def _deadline(what: str, timeout: float | None) -> float:
     if timeout is None:
         return math.inf
-    _check_delay(f"{what}(timeout=...)", timeout)
-    return anyio.current_time() + timeout
+    return anyio.current_time() + check_seconds(f"{what}(timeout=...)", timeout, allow_zero=True)
+
+
+def _unwrap(error: BaseException) -> BaseException:
+    return error.error if isinstance(error, JobRaised) else error
 
 
 def _stop_or(job: Job[Any], reason: str) -> Exception:
@@ -1062,6 +1115,16 @@ def _wake_all(waiters: Iterable[asyncio.Future[None]]) -> None:
             waiter.set_result(None)
     if isinstance(waiters, deque | list):
         waiters.clear()
+
+
+async def _result(job: Job[T]) -> T:
+    return await job
+
+
+async def _outcome(job: Job[T]) -> T | BaseException:
+    await job.wait()
+    error = job.exception()
+    return job.result() if error is None else error
 
 
 async def _aiter(items: Iterable[T] | AsyncIterable[T]) -> AsyncIterator[T]:

@@ -20,7 +20,6 @@ import asyncio
 import atexit
 import contextlib
 import functools
-import math
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator, Mapping
@@ -35,8 +34,9 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from ._exceptions import JobCancelled, RuntimeClosed
 from ._metrics import Metrics
-from ._runtime import JobOptions, Runtime, _check_count
+from ._runtime import JobOptions, Runtime
 from ._units import Job, JobState, WorkUnit, current_job
+from ._validate import check_count, check_seconds
 
 __all__ = ["SyncRuntime"]
 
@@ -588,7 +588,7 @@ class SyncRuntime:
         """
         if window is None:
             window = 2 * self._workers
-        _check_count("window", window)
+        check_count("window", window)
         if not callable(fn):
             raise TypeError(f"map() needs a callable, got {fn!r}")
         self._check_may_block("map()", None)
@@ -702,9 +702,5 @@ class SyncRuntime:
 
 
 def _check_wait(what: str, timeout: float | None) -> None:
-    if timeout is None:
-        return
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
-        raise TypeError(f"{what}(timeout=...) must be a number of seconds, got {timeout!r}")
-    if math.isnan(timeout) or timeout < 0:
-        raise ValueError(f"{what}(timeout=...) must be >= 0, got {timeout!r}")
+    if timeout is not None:
+        check_seconds(f"{what}(timeout=...)", timeout, allow_zero=True)

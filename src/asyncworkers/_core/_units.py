@@ -8,6 +8,7 @@ import logging
 from collections.abc import Callable, Generator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 
 from ._exceptions import AsyncworkersError
@@ -60,6 +61,19 @@ class WorkUnit(Generic[T]):
     metadata: Mapping[str, Any] | None = None
     kind: Kind | None = None
 
+    def __post_init__(self) -> None:
+        # The shape is checked here, where the unit is made; the options are checked by
+        # the runtime's option parser when the unit is enqueued, like those of submit.
+        if not callable(self.fn):
+            raise TypeError(f"WorkUnit(fn=...) must be callable, got {self.fn!r}")
+        if not isinstance(self.args, tuple):
+            raise TypeError(f"WorkUnit(args=...) must be a tuple, got {self.args!r}")
+        if not isinstance(self.kwargs, Mapping):
+            raise TypeError(f"WorkUnit(kwargs=...) must be a mapping, got {self.kwargs!r}")
+        bad = [key for key in self.kwargs if not isinstance(key, str)]
+        if bad:
+            raise TypeError(f"WorkUnit(kwargs=...) keys must be str, got {bad[0]!r}")
+
 
 class Options:
     """The rarely set parts of a job, kept off the handle.
@@ -110,6 +124,8 @@ class Options:
 class _Owner(Protocol):
     """What a job needs from the runtime that runs it."""
 
+    _loop: asyncio.AbstractEventLoop | None
+
     def _cancel_job(self, job: Job[Any], reason: str | None) -> bool: ...
 
 
@@ -134,6 +150,7 @@ class Job(Generic[T]):
         "_opts",
         "_owner",
         "_stop",
+        "_tb",
         "_value",
         "args",
         "attempts",
@@ -171,6 +188,9 @@ class Job(Generic[T]):
         self.started_at: float | None = None
         self.finished_at: float | None = None
         self._value: Any = None
+        # The traceback of a failure as it ended the job: re-raised with it every time, so
+        # that reading a failed result many times does not grow the traceback.
+        self._tb: TracebackType | None = None
         # What stops this job when it is cancelled: the cancel scope, the worker task or the
         # timer it runs or waits under; see Runtime._cancel_job.
         self._hook: Any = None
@@ -209,7 +229,7 @@ class Job(Generic[T]):
             raise asyncio.InvalidStateError(f"{self!r} has not finished")
         if self.state is JobState.COMPLETED:
             return self._value  # type: ignore[no-any-return]
-        raise self._value
+        raise self._value.with_traceback(self._tb)
 
     def exception(self) -> BaseException | None:
         """The exception that ended the job (``JobCancelled`` if cancelled), None on success."""
@@ -246,7 +266,10 @@ class Job(Generic[T]):
     def __await__(self) -> Generator[Any, None, T]:
         if self.finished_at is None:
             # _future(), inlined: awaiting a handle is on the path of every awaited job.
-            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+            if loop is not self._owner._loop:
+                raise RuntimeError(_foreign_loop(self))
+            future: asyncio.Future[None] = loop.create_future()
             if self._callbacks is None:
                 self._callbacks = [_Wakeup(future)]
             else:
@@ -254,7 +277,7 @@ class Job(Generic[T]):
             yield from future.__await__()
         if self.state is JobState.COMPLETED:
             return self._value  # type: ignore[no-any-return]
-        raise self._value
+        raise self._value.with_traceback(self._tb)
 
     def __repr__(self) -> str:
         return (
@@ -267,7 +290,10 @@ class Job(Generic[T]):
     def _future(self) -> asyncio.Future[None]:
         # A future per waiter, made only when someone waits: a cancelled waiter then
         # cancels its own future and never the others'.
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        if loop is not self._owner._loop:
+            raise RuntimeError(_foreign_loop(self))
+        future: asyncio.Future[None] = loop.create_future()
         self.add_done_callback(_Wakeup(future))
         return future
 
@@ -276,6 +302,14 @@ class Job(Generic[T]):
         if callbacks:
             for fn in callbacks:
                 call_logged(fn, self)
+
+
+def _foreign_loop(job: Job[Any]) -> str:
+    return (
+        f"{job!r} belongs to the event loop of its runtime and cannot be awaited from another "
+        "one (its wake-up would never reach this loop); from other threads use SyncRuntime, "
+        "or asyncio.run_coroutine_threadsafe() onto the runtime's loop"
+    )
 
 
 class _Wakeup:
@@ -300,8 +334,17 @@ def _callable_name(fn: Callable[..., Any]) -> str:
 
 
 def call_logged(fn: Callable[..., object], *args: Any) -> None:
-    """Call user code that must not break the runtime: log what it raises, drop nothing else."""
+    """Call user code that must not break the runtime: log whatever it raises.
+
+    That includes ``CancelledError`` and other ``BaseException`` subclasses: sync code raising
+    one is not the caller being cancelled (a cancellation arrives at an ``await``, and this
+    awaits nothing), so it must not cancel the worker, skip later hooks or lose a wake-up.
+    ``KeyboardInterrupt`` and ``SystemExit`` keep their meaning and propagate, as they do
+    from asyncio's own callbacks.
+    """
     try:
         fn(*args)
-    except Exception:
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException:
         logger.exception("asyncworkers: callback %r raised", fn)
