@@ -87,3 +87,15 @@ def _write(path: Path, text: str) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+class CustomBaseError(BaseException):
+    """A BaseException of the user's own (not Exception, not a cancellation)."""
+
+
+def raise_custom_base() -> None:
+    raise CustomBaseError("out of band")
+
+
+def system_exit(code: int) -> None:
+    raise SystemExit(code)

@@ -22,8 +22,8 @@ import pytest
 
 import asyncworkers as aw
 from _helpers import Blocker, Boom, double, forever, no_hang, settle, until_blocked
+from asyncworkers._core._options import Options
 from asyncworkers._core._queue import JobQueue
-from asyncworkers._core._units import Options
 
 
 async def fail(message: str = "boom") -> None:

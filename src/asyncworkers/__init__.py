@@ -17,8 +17,9 @@ from ._core._exceptions import (
     WorkerCrashed,
 )
 from ._core._metrics import Latency, Metrics
+from ._core._options import JobOptions
 from ._core._retry import Retry
-from ._core._runtime import JobOptions, Runtime
+from ._core._runtime import Runtime
 from ._core._signals import run
 from ._core._sync import SyncRuntime
 from ._core._units import Job, JobState, Kind, Priority, WorkUnit, current_job

@@ -31,16 +31,13 @@ from collections.abc import (
     Mapping,
 )
 from types import TracebackType
-from typing import Any, Final, Literal, TypedDict, TypeVar, TypeVarTuple, Unpack, overload
+from typing import Any, Final, Literal, TypeVar, TypeVarTuple, Unpack, overload
 
 import anyio
 from anyio.abc import TaskGroup
 
 from ._bridges import (
-    KINDS,
     JobRaised,
-    check_picklable,
-    default_kind,
     keep_alive_while,
     run_in_process,
     run_in_thread,
@@ -48,11 +45,12 @@ from ._bridges import (
 from ._cancel import CancellationToken, _in_loop
 from ._exceptions import JobCancelled, JobTimeout, QueueFull, RuntimeClosed
 from ._metrics import TRIM_AT, Metrics, Recorder
+from ._options import PLAIN_ASYNC, JobOptions, Options, parse_options, parse_unit, plain_options
 from ._queue import JobQueue
 from ._retry import Retry
 from ._signals import subscribe
-from ._units import Job, JobState, Kind, Options, Priority, WorkUnit, _current_job, call_logged
-from ._validate import check_count, check_instance, check_seconds
+from ._units import Job, JobState, Priority, WorkUnit, _current_job, call_logged
+from ._validate import check_count, check_seconds
 
 __all__ = ["JobOptions", "Runtime"]
 
@@ -87,23 +85,6 @@ _PLAIN_INTS: Final = frozenset((int, Priority))
 
 # The code flag of ``async def`` functions (inspect.CO_COROUTINE), read on the fast path.
 _CO_COROUTINE: Final = inspect.CO_COROUTINE
-
-_OPTION_NAMES: Final = frozenset(
-    ("priority", "timeout", "retry", "token", "name", "callback", "metadata", "kind")
-)
-
-
-class JobOptions(TypedDict, total=False):
-    """Keyword options of ``submit``, ``submit_nowait``, ``run`` and ``map``."""
-
-    priority: int
-    timeout: float | None
-    retry: Retry | None
-    token: CancellationToken | None
-    name: str | None
-    callback: Callable[[Any], object] | None
-    metadata: Mapping[str, Any] | None
-    kind: Kind | None
 
 
 class _Worker:
@@ -178,8 +159,6 @@ class Runtime:
         # Replaced, never mutated, so that _end iterates a snapshot for free.
         self._hooks: tuple[Callable[[Job[Any]], object], ...] = ()
 
-        self._plain_async = Options("async")
-        self._plain_thread = Options("thread")
         self._tg: TaskGroup | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed: anyio.Event | None = None
@@ -375,17 +354,15 @@ class Runtime:
         if self._state is not _OPEN or _running_loop() is not self._loop:
             raise self._not_open()
         if options and (len(options) > 1 or options.get("priority").__class__ not in _PLAIN_INTS):
-            priority, opts = self._options(fn, args, None, options)
+            priority, opts = parse_options(fn, args, None, options)
         else:
             priority = options["priority"] if options else _NORMAL
             try:  # a function or bound method: its code object says if it is async
                 is_async = fn.__code__.co_flags & _CO_COROUTINE
             except AttributeError:
                 is_async = 0
-            opts = self._plain_async if is_async else self._plain_options(fn)
-        if self._max_pending is not None and self._queue.pending >= self._max_pending:
-            raise QueueFull(f"the queue is full: max_pending={self._max_pending} jobs are waiting")
-        return self._accept(Job(self, next(self._ids), fn, args, None, priority, opts, _now()))
+            opts = PLAIN_ASYNC if is_async else plain_options(fn)
+        return self._accept(fn, args, None, priority, opts)
 
     @overload
     async def submit(
@@ -411,25 +388,9 @@ class Runtime:
 
     def enqueue(self, unit: WorkUnit[T]) -> Job[T]:
         """Queue a :class:`WorkUnit` (it may carry kwargs); raises like :meth:`submit_nowait`."""
-        if not isinstance(unit, WorkUnit):
-            raise TypeError(f"enqueue() needs a WorkUnit, got {unit!r}")
         if self._state is not _OPEN or _running_loop() is not self._loop:
             raise self._not_open()
-        if not isinstance(unit.kwargs, Mapping):
-            raise TypeError(f"WorkUnit(kwargs=...) must be a mapping, got {unit.kwargs!r}")
-        if not isinstance(unit.args, tuple):
-            raise TypeError(f"WorkUnit(args=...) must be a tuple, got {unit.args!r}")
-        kwargs = dict(unit.kwargs) or None
-        options: dict[str, Any] = {"priority": unit.priority}
-        for key in ("timeout", "retry", "token", "name", "callback", "metadata", "kind"):
-            value = getattr(unit, key)
-            if value is not None:
-                options[key] = value
-        priority, opts = self._options(unit.fn, unit.args, kwargs, options)
-        if self._max_pending is not None and self._queue.pending >= self._max_pending:
-            raise QueueFull(f"the queue is full: max_pending={self._max_pending} jobs are waiting")
-        job: Job[T] = Job(self, next(self._ids), unit.fn, unit.args, kwargs, priority, opts, _now())
-        return self._accept(job)
+        return self._accept(*parse_unit(unit))
 
     @overload
     async def run(
@@ -625,68 +586,39 @@ class Runtime:
 
     # -- options and intake ----------------------------------------------------------------
 
-    def _plain_options(self, fn: Callable[..., Any]) -> Options:
-        """The shared options of a job submitted with none, by the kind of *fn*."""
-        if not callable(fn):
-            raise TypeError(f"expected a callable to run, got {fn!r}")
-        return self._plain_async if default_kind(fn) == "async" else self._plain_thread
-
-    def _options(
+    def _submit_parsed(
         self,
         fn: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: Mapping[str, Any] | None,
-        options: Mapping[str, Any],
-    ) -> tuple[int, Options]:
-        """Check the options of one submit; the error names the bad one and its value."""
-        unknown = options.keys() - _OPTION_NAMES
-        if unknown:
-            raise TypeError(
-                f"unknown option(s) {sorted(unknown)}; expected any of {sorted(_OPTION_NAMES)}"
-            )
-        priority = options.get("priority", _NORMAL)
-        if isinstance(priority, bool) or not isinstance(priority, int):
-            raise TypeError(f"priority must be an int, got {priority!r}")
-        if len(options) == 1 and "priority" in options:
-            return priority, self._plain_options(fn)
-        if not callable(fn):
-            raise TypeError(f"expected a callable to run, got {fn!r}")
-        kind = options.get("kind")
-        if kind is None:
-            kind = default_kind(fn)
-        elif kind not in KINDS:
-            raise ValueError(f"kind must be one of {sorted(KINDS)}, got {kind!r}")
-        elif kind == "async" and default_kind(fn) != "async":
-            raise TypeError(
-                f'kind="async" needs a coroutine function, and {fn!r} is not one (plain '
-                'functions run in threads: kind="thread", the default for them)'
-            )
-        timeout = options.get("timeout")
-        if timeout is not None:
-            timeout = check_seconds("timeout", timeout, allow_zero=False)
-            if timeout == math.inf:
-                timeout = None  # no limit
-        check_instance("retry", options.get("retry"), Retry)
-        check_instance("token", options.get("token"), CancellationToken)
-        check_instance("name", options.get("name"), str)
-        check_instance("metadata", options.get("metadata"), Mapping)
-        callback = options.get("callback")
-        if callback is not None and not callable(callback):
-            raise TypeError(f"callback must be callable, got {callback!r}")
-        if kind == "process":
-            check_picklable(fn, args, kwargs)
-        opts = Options(
-            kind,
-            name=options.get("name"),
-            timeout=timeout,
-            retry=options.get("retry"),
-            token=options.get("token"),
-            callback=callback,
-            metadata=options.get("metadata"),
-        )
-        return priority, opts
+        priority: int,
+        opts: Options,
+    ) -> Job[Any]:
+        """Take a job that :func:`parse_options` checked; SyncRuntime's way in, on the loop."""
+        if self._state is not _OPEN:
+            raise self._not_open()
+        return self._accept(fn, args, kwargs, priority, opts)
 
-    def _accept(self, job: Job[Any]) -> Job[Any]:
+    def _queued_now(self) -> int:
+        """How many jobs wait in the queue now (a plain read, safe from any thread)."""
+        return self._queue.pending
+
+    def _accept(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any] | None,
+        priority: int,
+        opts: Options,
+    ) -> Job[Any]:
+        """Take a checked job in: the intake of submit_nowait, enqueue and SyncRuntime.
+
+        Raises QueueFull when ``max_pending`` jobs wait; the caller has checked that the
+        runtime is open and that this is its loop.
+        """
+        if self._max_pending is not None and self._queue.pending >= self._max_pending:
+            raise QueueFull(f"the queue is full: max_pending={self._max_pending} jobs are waiting")
+        job: Job[Any] = Job(self, next(self._ids), fn, args, kwargs, priority, opts, _now())
         self._metrics.submitted += 1
         token = job._opts.token
         if token is None:
@@ -801,7 +733,10 @@ class Runtime:
             job = None if self._paused else queue.pop()
             if job is None:
                 # Park until _enqueue (or resume, resize, stop) wakes us; inline, because a
-                # helper coroutine here would be paid on every idle wake.
+                # helper coroutine here would be paid on every idle wake. The last job's
+                # handle goes first: an idle worker must not keep a finished job (and all
+                # its callable captured) alive.
+                set_current_job(None)
                 streak = 0
                 waiter = new_future()
                 idle.append(waiter)

@@ -26,16 +26,18 @@ from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator, 
 from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from types import TracebackType
-from typing import Any, Final, TypeVar, TypeVarTuple, Unpack, overload
+from typing import Any, Final, Literal, TypeVar, TypeVarTuple, Unpack, overload
 
 import anyio
-from anyio.abc import TaskStatus
+from anyio.abc import TaskGroup, TaskStatus
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
-from ._exceptions import JobCancelled, RuntimeClosed
+from ._bridges import check_picklable
+from ._exceptions import JobCancelled, QueueFull, RuntimeClosed
 from ._metrics import Metrics
-from ._runtime import JobOptions, Runtime
-from ._units import Job, JobState, WorkUnit, current_job
+from ._options import JobOptions, Options, parse_options, parse_unit, plain_options
+from ._runtime import Runtime
+from ._units import Job, JobState, Priority, WorkUnit, current_job
 from ._validate import check_count, check_seconds
 
 __all__ = ["SyncRuntime"]
@@ -48,10 +50,12 @@ Ts = TypeVarTuple("Ts")
 _NEW, _STARTING, _OPEN, _CLOSING, _CLOSED = "new", "starting", "running", "closing", "closed"
 
 _COMPLETED: Final = JobState.COMPLETED
+_NORMAL: Final = int(Priority.NORMAL)
 
-# One job handed in from a thread and not yet submitted: its future, the function (or the
-# WorkUnit, when args is None), the positional arguments and the options.
-_Item = tuple["_JobFuture[Any]", Any, "tuple[Any, ...] | None", "dict[str, Any]"]
+# A checked job, ready for the runtime: function, args, kwargs, priority and options.
+_Parsed = tuple[Callable[..., Any], tuple[Any, ...], "Mapping[str, Any] | None", int, Options]
+# One job handed in from a thread and not yet submitted: its future and the job.
+_Item = tuple["_JobFuture[Any]", _Parsed]
 
 _LOOP_THREAD_ERROR: Final = (
     "{what} would block the event loop of this SyncRuntime, which runs the job that called "
@@ -199,7 +203,7 @@ class SyncRuntime:
         )
         self._shutdown_timeout = shutdown_timeout
         self._workers = workers
-        self._bounded = max_pending is not None
+        self._max_pending = max_pending
         self._use_uvloop = use_uvloop
 
         self._lock = threading.Lock()
@@ -215,6 +219,7 @@ class SyncRuntime:
         self._loop_ident: int | None = None
         self._host_scope: anyio.CancelScope | None = None
         self._host_done: anyio.Event | None = None
+        self._admitters: TaskGroup | None = None  # tasks waiting for room (max_pending)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -358,7 +363,7 @@ class SyncRuntime:
         self._host_done = anyio.Event()
         try:
             with anyio.CancelScope() as self._host_scope:
-                async with self._runtime:
+                async with self._runtime, anyio.create_task_group() as self._admitters:
                     task_status.started((asyncio.get_running_loop(), thread))
                     await self._host_done.wait()
             # Whatever came in after the runtime closed gets RuntimeClosed from it.
@@ -380,34 +385,48 @@ class SyncRuntime:
             self._host_done.set()
 
     def _drain_intake(self) -> None:
-        """Hand every job waiting in the intake to the runtime (on the loop)."""
+        """Hand every job waiting in the intake to the runtime (on the loop).
+
+        With ``max_pending``, a thread submits without waiting while the queue has room;
+        if others filled it meanwhile, the jobs that no longer fit wait for room here, in
+        order, in an admitting task, instead of failing with QueueFull.
+        """
         with self._lock:
             batch, self._intake = self._intake, []
             self._scheduled = False
         runtime = self._runtime
-        for future, fn, args, options in batch:
+        for index, (future, parsed) in enumerate(batch):
             if future._stop_reason is not None:
                 future.set_exception(JobCancelled(future._stop_reason))
                 continue
             try:
-                if args is None:
-                    job = runtime.enqueue(fn)
-                else:
-                    job = runtime.submit_nowait(fn, *args, **options)
+                future._attach(runtime._submit_parsed(*parsed))
+            except QueueFull:
+                assert self._admitters is not None
+                self._admitters.start_soon(self._admit, batch[index:])
+                return
             except Exception as exc:
                 future.set_exception(exc)
-            else:
-                future._attach(job)
 
-    async def _admit(self, future: _JobFuture[Any], fn: Any, args: Any, options: Any) -> None:
-        """Submit one job, waiting for room in the bounded queue (the max_pending path)."""
+    async def _admit(self, items: list[_Item]) -> None:
+        """Submit jobs in order, each once the bounded queue has room for it."""
         runtime = self._runtime
-        if args is None:
-            await runtime._wait_for_room()
-            job = runtime.enqueue(fn)
-        else:
-            job = await runtime.submit(fn, *args, **options)
-        future._attach(job)
+        try:
+            while items:
+                future, parsed = items[0]
+                if future._stop_reason is not None:
+                    future.set_exception(JobCancelled(future._stop_reason))
+                else:
+                    try:
+                        await runtime._wait_for_room()
+                        future._attach(runtime._submit_parsed(*parsed))
+                    except Exception as exc:
+                        future.set_exception(exc)
+                items.pop(0)
+        finally:  # cancelled (the runtime is being torn down): nothing is left unresolved
+            for future, _ in items:
+                if not future.done():
+                    future.set_exception(RuntimeClosed("the runtime shut down before the job"))
 
     # -- submitting ----------------------------------------------------------------------
 
@@ -437,39 +456,25 @@ class SyncRuntime:
         has begun and ``RuntimeError`` before :meth:`start`.
         """
         if options:
-            self._runtime._options(fn, args, None, options)  # bad input fails here
-        elif not callable(fn):
-            raise TypeError(f"expected a callable to run, got {fn!r}")
-        return self._hand_in(fn, args, dict(options))
+            priority, opts = parse_options(fn, args, None, options)  # bad input fails here
+        else:
+            priority, opts = _NORMAL, plain_options(fn)
+        return self._hand_in((fn, args, None, priority, opts))
 
     def enqueue(self, unit: WorkUnit[T]) -> Future[T]:
         """Queue a :class:`WorkUnit` (it may carry kwargs and a callback); like :meth:`submit`."""
-        if not isinstance(unit, WorkUnit):
-            raise TypeError(f"enqueue() needs a WorkUnit, got {unit!r}")
-        if not isinstance(unit.args, tuple):
-            raise TypeError(f"WorkUnit(args=...) must be a tuple, got {unit.args!r}")
-        if not isinstance(unit.kwargs, Mapping):
-            raise TypeError(f"WorkUnit(kwargs=...) must be a mapping, got {unit.kwargs!r}")
-        options: dict[str, Any] = {"priority": unit.priority}
-        for key in ("timeout", "retry", "token", "name", "callback", "metadata", "kind"):
-            value = getattr(unit, key)
-            if value is not None:
-                options[key] = value
-        self._runtime._options(unit.fn, unit.args, unit.kwargs, options)
-        return self._hand_in(unit, None, options)
+        return self._hand_in(parse_unit(unit))
 
-    def _hand_in(
-        self, fn: Any, args: tuple[Any, ...] | None, options: dict[str, Any]
-    ) -> _JobFuture[Any]:
+    def _hand_in(self, parsed: _Parsed) -> _JobFuture[Any]:
         future: _JobFuture[Any] = _JobFuture(self)
         if threading.get_ident() == self._loop_ident:
-            return self._hand_in_on_loop(future, fn, args, options)
-        if self._bounded:
-            return self._hand_in_bounded(future, fn, args, options)
+            return self._hand_in_on_loop(future, parsed)
+        if self._max_pending is not None and self._looks_full():
+            return self._hand_in_when_room(future, parsed)
         with self._lock:
             if self._state is not _OPEN:
                 raise self._not_open()
-            self._intake.append((future, fn, args, options))
+            self._intake.append((future, parsed))
             if self._scheduled:  # a drain is on its way and will take this job too
                 return future
             self._scheduled = True
@@ -486,27 +491,28 @@ class SyncRuntime:
             raise
         return future
 
-    def _hand_in_on_loop(
-        self, future: _JobFuture[Any], fn: Any, args: tuple[Any, ...] | None, options: Any
-    ) -> _JobFuture[Any]:
+    def _looks_full(self) -> bool:
+        """Whether the bounded queue is full, as far as this thread can tell without a trip
+        to the loop: the jobs queued there plus those on their way. A bound then costs
+        nothing until it is reached; a race past it is caught by the drain (see _admit)."""
+        assert self._max_pending is not None
+        return len(self._intake) + self._runtime._queued_now() >= self._max_pending
+
+    def _hand_in_on_loop(self, future: _JobFuture[Any], parsed: _Parsed) -> _JobFuture[Any]:
         """Called from a job on the runtime's own loop: submit at once, never block."""
         self._drain_intake()  # keep the jobs handed in from threads first
-        runtime = self._runtime
-        job = runtime.enqueue(fn) if args is None else runtime.submit_nowait(fn, *args, **options)
-        future._attach(job)
+        future._attach(self._runtime._submit_parsed(*parsed))
         return future
 
-    def _hand_in_bounded(
-        self, future: _JobFuture[Any], fn: Any, args: tuple[Any, ...] | None, options: Any
-    ) -> _JobFuture[Any]:
-        """With max_pending: wait (in this thread) until the runtime took the job."""
+    def _hand_in_when_room(self, future: _JobFuture[Any], parsed: _Parsed) -> _JobFuture[Any]:
+        """The queue is full: wait, in this thread, until the runtime took the job."""
         with self._lock:
             if self._state is not _OPEN:
                 raise self._not_open()
             loop = self._loop
             assert loop is not None
             # Under the lock, so that it runs before a shutdown that begins after it.
-            handoff = asyncio.run_coroutine_threadsafe(self._admit(future, fn, args, options), loop)
+            handoff = asyncio.run_coroutine_threadsafe(self._admit([(future, parsed)]), loop)
         try:
             handoff.result()
         except BaseException:
@@ -556,6 +562,31 @@ class SyncRuntime:
         /,
         *,
         window: int | None = None,
+        return_exceptions: Literal[False] = False,
+        **options: Unpack[JobOptions],
+    ) -> Generator[T, None, None]: ...
+
+    @overload
+    def map(
+        self,
+        fn: Callable[[A], Awaitable[T]],
+        items: Iterable[A],
+        /,
+        *,
+        window: int | None = None,
+        return_exceptions: Literal[True],
+        **options: Unpack[JobOptions],
+    ) -> Generator[T | BaseException, None, None]: ...
+
+    @overload
+    def map(
+        self,
+        fn: Callable[[A], T],
+        items: Iterable[A],
+        /,
+        *,
+        window: int | None = None,
+        return_exceptions: Literal[False] = False,
         **options: Unpack[JobOptions],
     ) -> Generator[T, None, None]: ...
 
@@ -567,8 +598,9 @@ class SyncRuntime:
         /,
         *,
         window: int | None = None,
+        return_exceptions: Literal[True],
         **options: Unpack[JobOptions],
-    ) -> Generator[T, None, None]: ...
+    ) -> Generator[T | BaseException, None, None]: ...
 
     def map(
         self,
@@ -577,39 +609,52 @@ class SyncRuntime:
         /,
         *,
         window: int | None = None,
+        return_exceptions: bool = False,
         **options: Unpack[JobOptions],
     ) -> Generator[Any, None, None]:
         """Run ``fn(item)`` for every item; a generator of the results in input order.
 
         At most *window* jobs (default: twice the worker count) are in flight, so a huge or
         endless iterable is fine: items are read as results are taken. The first failure is
-        raised and, like closing the generator early, cancels the jobs still in flight. Bad
-        input and a closed runtime raise here, at the call.
+        raised and, like closing the generator early, cancels the jobs still in flight;
+        with ``return_exceptions=True`` a failed or cancelled job's exception is yielded in
+        its place instead. Bad input and a closed runtime raise here, at the call.
         """
         if window is None:
             window = 2 * self._workers
         check_count("window", window)
         if not callable(fn):
             raise TypeError(f"map() needs a callable, got {fn!r}")
+        if not isinstance(return_exceptions, bool):
+            raise TypeError(f"return_exceptions must be a bool, got {return_exceptions!r}")
         self._check_may_block("map()", None)
-        if options:
-            self._runtime._options(fn, (None,), None, options)
+        # Checked once; for process jobs, each item is checked for pickling as it goes in.
+        priority, opts = parse_options(fn, (), None, {"priority": _NORMAL, **options})
         with self._lock:
             if self._state is not _OPEN:
                 raise self._not_open()
-        return self._map(fn, iter(items), window, options)
+        outcome = _outcome if return_exceptions else Future.result
+        return self._map(fn, iter(items), window, priority, opts, outcome)
 
     def _map(
-        self, fn: Callable[..., Any], items: Iterator[Any], window: int, options: JobOptions
+        self,
+        fn: Callable[..., Any],
+        items: Iterator[Any],
+        window: int,
+        priority: int,
+        opts: Options,
+        outcome: Callable[[Future[Any]], Any],
     ) -> Generator[Any, None, None]:
         in_flight: deque[Future[Any]] = deque()
         try:
             for item in items:
-                in_flight.append(self.submit(fn, item, **options))
+                if opts.kind == "process":
+                    check_picklable(fn, (item,), None)
+                in_flight.append(self._hand_in((fn, (item,), None, priority, opts)))
                 if len(in_flight) >= window:
-                    yield in_flight.popleft().result()
+                    yield outcome(in_flight.popleft())
             while in_flight:
-                yield in_flight.popleft().result()
+                yield outcome(in_flight.popleft())
         finally:
             for future in in_flight:
                 assert isinstance(future, _JobFuture)
@@ -699,6 +744,11 @@ class SyncRuntime:
 
     def __repr__(self) -> str:
         return f"<SyncRuntime state={self._state} loop={self.loop} runtime={self._runtime!r}>"
+
+
+def _outcome(future: Future[T]) -> T | BaseException:
+    error = future.exception()
+    return future.result() if error is None else error
 
 
 def _check_wait(what: str, timeout: float | None) -> None:

@@ -15,9 +15,10 @@ from ._exceptions import AsyncworkersError
 
 if TYPE_CHECKING:
     from ._cancel import CancellationToken
+    from ._options import Options
     from ._retry import Retry
 
-__all__ = ["Job", "JobState", "Kind", "Options", "Priority", "WorkUnit", "current_job"]
+__all__ = ["Job", "JobState", "Kind", "Priority", "WorkUnit", "current_job"]
 
 T = TypeVar("T")
 Kind = Literal["async", "thread", "process"]
@@ -73,52 +74,6 @@ class WorkUnit(Generic[T]):
         bad = [key for key in self.kwargs if not isinstance(key, str)]
         if bad:
             raise TypeError(f"WorkUnit(kwargs=...) keys must be str, got {bad[0]!r}")
-
-
-class Options:
-    """The rarely set parts of a job, kept off the handle.
-
-    Jobs submitted without options share one instance per kind, so a plain job pays for
-    none of these fields.
-    """
-
-    __slots__ = (
-        "callback",
-        "inline",
-        "kind",
-        "metadata",
-        "name",
-        "retry",
-        "scoped",
-        "timeout",
-        "token",
-    )
-
-    def __init__(
-        self,
-        kind: Kind,
-        *,
-        name: str | None = None,
-        timeout: float | None = None,
-        retry: Retry | None = None,
-        token: CancellationToken | None = None,
-        callback: Callable[[Any], object] | None = None,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> None:
-        self.kind = kind
-        self.name = name
-        self.timeout = timeout
-        self.retry = retry
-        self.token = token
-        self.callback = callback
-        self.metadata = metadata
-        # Only these jobs pay for an anyio cancel scope: a coroutine that must be stoppable
-        # by deadline or token, and process jobs, whose cancellation kills the process.
-        self.scoped = kind == "process" or (
-            kind == "async" and (timeout is not None or token is not None)
-        )
-        # The rest of the coroutine jobs are awaited straight from the worker's loop.
-        self.inline = kind == "async" and not self.scoped
 
 
 class _Owner(Protocol):

@@ -245,12 +245,22 @@ def _submit_specials(rt: aw.Runtime) -> Specials:
 
 
 async def _cancel_running(specials: Specials) -> None:
-    """Once the jobs to cancel are running, let them run a little, then cancel them."""
-    while any(job.state is aw.JobState.PENDING for job in specials.cancelled()):
+    """Cancel the token's jobs, then the stuck one, each once it has run a little.
+
+    One at a time, so that it works with any worker count: with a single worker, ``watch``
+    holds it until the token is cancelled, which also cancels ``poll`` before it ever
+    starts (still CANCELLED, as promised), and only then can ``stuck`` start.
+    """
+    await _run_a_little(specials.by_token)
+    specials.token.cancel("the demo cancelled their token")
+    await _run_a_little(specials.by_cancel)
+    specials.by_cancel.cancel("the demo called job.cancel()")
+
+
+async def _run_a_little(job: aw.Job[Any]) -> None:
+    while job.state is aw.JobState.PENDING:
         await anyio.sleep(0.005)
     await anyio.sleep(CANCEL_AFTER_S)
-    specials.token.cancel("the demo cancelled their token")
-    specials.by_cancel.cancel("the demo called job.cancel()")
 
 
 # -- what it showed ------------------------------------------------------------------------

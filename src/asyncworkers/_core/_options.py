@@ -1,0 +1,181 @@
+"""Job options: what ``submit`` takes, checked once, into the object a job carries.
+
+:func:`parse_options` is the one parser: :class:`Runtime` and :class:`SyncRuntime` both
+call it (SyncRuntime in the submitting thread, so that bad input fails there), and nothing
+parses twice. A job submitted without options shares one :class:`Options` per kind.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any, Final, TypedDict
+
+from ._bridges import KINDS, check_picklable, default_kind
+from ._cancel import CancellationToken
+from ._retry import Retry
+from ._units import Kind, Priority, WorkUnit
+from ._validate import check_instance, check_seconds
+
+__all__ = [
+    "PLAIN_ASYNC",
+    "PLAIN_THREAD",
+    "JobOptions",
+    "Options",
+    "parse_options",
+    "parse_unit",
+    "plain_options",
+]
+
+_NORMAL: Final = int(Priority.NORMAL)
+
+_OPTION_NAMES: Final = frozenset(
+    ("priority", "timeout", "retry", "token", "name", "callback", "metadata", "kind")
+)
+
+
+class JobOptions(TypedDict, total=False):
+    """Keyword options of ``submit``, ``submit_nowait``, ``run`` and ``map``."""
+
+    priority: int
+    timeout: float | None
+    retry: Retry | None
+    token: CancellationToken | None
+    name: str | None
+    callback: Callable[[Any], object] | None
+    metadata: Mapping[str, Any] | None
+    kind: Kind | None
+
+
+class Options:
+    """The rarely set parts of a job, kept off the handle.
+
+    Jobs submitted without options share one instance per kind, so a plain job pays for
+    none of these fields.
+    """
+
+    __slots__ = (
+        "callback",
+        "inline",
+        "kind",
+        "metadata",
+        "name",
+        "retry",
+        "scoped",
+        "timeout",
+        "token",
+    )
+
+    def __init__(
+        self,
+        kind: Kind,
+        *,
+        name: str | None = None,
+        timeout: float | None = None,
+        retry: Retry | None = None,
+        token: CancellationToken | None = None,
+        callback: Callable[[Any], object] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.kind = kind
+        self.name = name
+        self.timeout = timeout
+        self.retry = retry
+        self.token = token
+        self.callback = callback
+        self.metadata = metadata
+        # Only these jobs pay for an anyio cancel scope: a coroutine that must be stoppable
+        # by deadline or token, and process jobs, whose cancellation kills the process.
+        self.scoped = kind == "process" or (
+            kind == "async" and (timeout is not None or token is not None)
+        )
+        # The rest of the coroutine jobs are awaited straight from the worker's loop.
+        self.inline = kind == "async" and not self.scoped
+
+
+# The options every job submitted with none shares, by kind.
+PLAIN_ASYNC: Final = Options("async")
+PLAIN_THREAD: Final = Options("thread")
+
+
+def plain_options(fn: Callable[..., Any]) -> Options:
+    """The shared options of a job submitted with none, by the kind of *fn*."""
+    if not callable(fn):
+        raise TypeError(f"expected a callable to run, got {fn!r}")
+    return PLAIN_ASYNC if default_kind(fn) == "async" else PLAIN_THREAD
+
+
+def parse_options(
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any] | None,
+    options: Mapping[str, Any],
+) -> tuple[int, Options]:
+    """Check the options of one submit: ``(priority, options)``, or an error that names the
+    bad option and its value (TypeError for a wrong type, ValueError for a bad value)."""
+    unknown = options.keys() - _OPTION_NAMES
+    if unknown:
+        raise TypeError(
+            f"unknown option(s) {sorted(unknown)}; expected any of {sorted(_OPTION_NAMES)}"
+        )
+    priority = options.get("priority", _NORMAL)
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise TypeError(f"priority must be an int, got {priority!r}")
+    if len(options) == 1 and "priority" in options:
+        return priority, plain_options(fn)
+    if not callable(fn):
+        raise TypeError(f"expected a callable to run, got {fn!r}")
+    kind = _check_kind(fn, options.get("kind"))
+    timeout = options.get("timeout")
+    if timeout is not None:
+        timeout = check_seconds("timeout", timeout, allow_zero=False)
+        if timeout == math.inf:
+            timeout = None  # no limit
+    check_instance("retry", options.get("retry"), Retry)
+    check_instance("token", options.get("token"), CancellationToken)
+    check_instance("name", options.get("name"), str)
+    check_instance("metadata", options.get("metadata"), Mapping)
+    callback = options.get("callback")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable, got {callback!r}")
+    if kind == "process":
+        check_picklable(fn, args, kwargs)
+    opts = Options(
+        kind,
+        name=options.get("name"),
+        timeout=timeout,
+        retry=options.get("retry"),
+        token=options.get("token"),
+        callback=callback,
+        metadata=options.get("metadata"),
+    )
+    return priority, opts
+
+
+def parse_unit(
+    unit: WorkUnit[Any],
+) -> tuple[Callable[..., Any], tuple[Any, ...], Mapping[str, Any] | None, int, Options]:
+    """A :class:`WorkUnit`'s ``(fn, args, kwargs or None, priority, options)``, checked."""
+    if not isinstance(unit, WorkUnit):
+        raise TypeError(f"enqueue() needs a WorkUnit, got {unit!r}")
+    kwargs = dict(unit.kwargs) or None
+    options: dict[str, Any] = {"priority": unit.priority}
+    for key in ("timeout", "retry", "token", "name", "callback", "metadata", "kind"):
+        value = getattr(unit, key)
+        if value is not None:
+            options[key] = value
+    priority, opts = parse_options(unit.fn, unit.args, kwargs, options)
+    return unit.fn, unit.args, kwargs, priority, opts
+
+
+def _check_kind(fn: Callable[..., Any], kind: object) -> Kind:
+    if kind is None:
+        return default_kind(fn)
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {sorted(KINDS)}, got {kind!r}")
+    if kind == "async" and default_kind(fn) != "async":
+        raise TypeError(
+            f'kind="async" needs a coroutine function, and {fn!r} is not one (plain '
+            'functions run in threads: kind="thread", the default for them)'
+        )
+    return kind  # type: ignore[return-value]
