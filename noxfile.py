@@ -53,3 +53,15 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/inproc.py")
     session.run("python", "benchmarks/bridges.py")
     session.run("python", "benchmarks/sync.py")
+
+
+@nox.session
+def icount(session: nox.Session) -> None:
+    """Instructions per job under callgrind, peers and asyncworkers' paths side by side
+    (needs valgrind). Fails when the plain path costs more than 2.5x the bare queue.
+
+    Arguments after ``--`` replace that default: ``nox -s icount -- --only bare --only plain
+    --profile plain.callgrind``.
+    """
+    session.install("-e", ".[bench]")
+    session.run("python", "benchmarks/icount.py", *(session.posargs or ["--max-ratio", "2.5"]))
