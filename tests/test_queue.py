@@ -19,7 +19,7 @@ class FakeJob:
     def __init__(self, name: str | int, priority: int) -> None:
         self.name = name
         self.priority = priority
-        self.state = JobState.PENDING
+        self._state = JobState.PENDING
 
 
 def job(name: str | int, priority: int) -> Job[Any]:
@@ -35,7 +35,7 @@ def push(queue: JobQueue, name: str | int, priority: int) -> Job[Any]:
 def cancel(queue: JobQueue, item: Job[Any]) -> None:
     """What the runtime does to a queued job it cancels: a tombstone, then a final state."""
     queue.discard(item)
-    cast(FakeJob, item).state = JobState.CANCELLED
+    cast(FakeJob, item)._state = JobState.CANCELLED
 
 
 def names(jobs: list[Job[Any]]) -> list[str | int]:

@@ -213,12 +213,12 @@ async def run_in_thread(job: Job[Any], limiter: CapacityLimiter) -> Any:
 async def _wait_for_thread(job: Job[Any], limiter: CapacityLimiter) -> None:
     acquired = False
     with anyio.CancelScope() as scope:
-        job._hook = scope
+        job._set_hook(scope)
         try:
             await limiter.acquire_on_behalf_of(job)
             acquired = True
         finally:
-            job._hook = None
+            job._set_hook(None)
     if not acquired:  # the scope was cancelled by a stop request, which says why
         raise job._stop or JobCancelled("cancelled while waiting for a thread")
 

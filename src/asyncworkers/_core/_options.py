@@ -7,21 +7,25 @@ parses twice. A job submitted without options shares one :class:`Options` per ki
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Callable, Mapping
-from typing import Any, Final, TypedDict
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypedDict
 
 from ._bridges import KINDS, check_picklable, default_kind
 from ._cancel import CancellationToken
 from ._retry import Retry
 from ._units import Kind, Priority, WorkUnit
+
+if TYPE_CHECKING:
+    from ._units import Job
 from ._validate import check_instance, check_seconds
 
 __all__ = [
-    "PLAIN_ASYNC",
-    "PLAIN_THREAD",
     "JobOptions",
     "Options",
+    "OtherOptions",
+    "Owner",
     "parse_options",
     "parse_unit",
     "plain_options",
@@ -32,6 +36,19 @@ _NORMAL: Final = int(Priority.NORMAL)
 _OPTION_NAMES: Final = frozenset(
     ("priority", "timeout", "retry", "token", "name", "callback", "metadata", "kind")
 )
+
+
+class OtherOptions(TypedDict, total=False):
+    """The options of ``submit_nowait`` besides ``priority``, which is a parameter of its
+    own there: a plain int priority then costs no dictionary entry on the fast path."""
+
+    timeout: float | None
+    retry: Retry | None
+    token: CancellationToken | None
+    name: str | None
+    callback: Callable[[Any], object] | None
+    metadata: Mapping[str, Any] | None
+    kind: Kind | None
 
 
 class JobOptions(TypedDict, total=False):
@@ -60,6 +77,7 @@ class Options:
         "kind",
         "metadata",
         "name",
+        "owner",
         "retry",
         "scoped",
         "timeout",
@@ -69,6 +87,7 @@ class Options:
     def __init__(
         self,
         kind: Kind,
+        owner: Owner,
         *,
         name: str | None = None,
         timeout: float | None = None,
@@ -78,6 +97,8 @@ class Options:
         metadata: Mapping[str, Any] | None = None,
     ) -> None:
         self.kind = kind
+        # The runtime that runs the job: kept here rather than on every handle.
+        self.owner = owner
         self.name = name
         self.timeout = timeout
         self.retry = retry
@@ -93,19 +114,26 @@ class Options:
         self.inline = kind == "async" and not self.scoped
 
 
-# The options every job submitted with none shares, by kind.
-PLAIN_ASYNC: Final = Options("async")
-PLAIN_THREAD: Final = Options("thread")
+class Owner(Protocol):
+    """What options need of the runtime they belong to: its loop, its way to cancel a job,
+    and the options it shares between the jobs submitted without any."""
+
+    _loop: asyncio.AbstractEventLoop | None
+    _plain_async: Options
+    _plain_thread: Options
+
+    def _cancel_job(self, job: Job[Any], reason: str | None) -> bool: ...
 
 
-def plain_options(fn: Callable[..., Any]) -> Options:
+def plain_options(owner: Owner, fn: Callable[..., Any]) -> Options:
     """The shared options of a job submitted with none, by the kind of *fn*."""
     if not callable(fn):
         raise TypeError(f"expected a callable to run, got {fn!r}")
-    return PLAIN_ASYNC if default_kind(fn) == "async" else PLAIN_THREAD
+    return owner._plain_async if default_kind(fn) == "async" else owner._plain_thread
 
 
 def parse_options(
+    owner: Owner,
     fn: Callable[..., Any],
     args: tuple[Any, ...],
     kwargs: Mapping[str, Any] | None,
@@ -122,7 +150,7 @@ def parse_options(
     if isinstance(priority, bool) or not isinstance(priority, int):
         raise TypeError(f"priority must be an int, got {priority!r}")
     if len(options) == 1 and "priority" in options:
-        return priority, plain_options(fn)
+        return priority, plain_options(owner, fn)
     if not callable(fn):
         raise TypeError(f"expected a callable to run, got {fn!r}")
     kind = _check_kind(fn, options.get("kind"))
@@ -142,6 +170,7 @@ def parse_options(
         check_picklable(fn, args, kwargs)
     opts = Options(
         kind,
+        owner,
         name=options.get("name"),
         timeout=timeout,
         retry=options.get("retry"),
@@ -153,7 +182,7 @@ def parse_options(
 
 
 def parse_unit(
-    unit: WorkUnit[Any],
+    owner: Owner, unit: WorkUnit[Any]
 ) -> tuple[Callable[..., Any], tuple[Any, ...], Mapping[str, Any] | None, int, Options]:
     """A :class:`WorkUnit`'s ``(fn, args, kwargs or None, priority, options)``, checked."""
     if not isinstance(unit, WorkUnit):
@@ -164,7 +193,7 @@ def parse_unit(
         value = getattr(unit, key)
         if value is not None:
             options[key] = value
-    priority, opts = parse_options(unit.fn, unit.args, kwargs, options)
+    priority, opts = parse_options(owner, unit.fn, unit.args, kwargs, options)
     return unit.fn, unit.args, kwargs, priority, opts
 
 

@@ -62,7 +62,7 @@ class JobQueue:
             level = levels[-heap[0]]
             while level:
                 job = level.popleft()
-                if job.state is _PENDING:
+                if job._state is _PENDING:
                     self.pending -= 1
                     return job
                 self._tombstones -= 1
@@ -97,7 +97,7 @@ class JobQueue:
 
     def _sweep(self, leaving: Job[Any]) -> None:
         for priority, level in list(self._levels.items()):
-            live = [job for job in level if job.state is _PENDING and job is not leaving]
+            live = [job for job in level if job._state is _PENDING and job is not leaving]
             if live:
                 level.clear()
                 level.extend(live)

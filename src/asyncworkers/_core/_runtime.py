@@ -1,24 +1,26 @@
 """Runtime: a priority queue drained by long-lived worker coroutines under an anyio task group.
 
-The hot path is deliberately plain. A job submitted without a timeout or token is awaited
-inline by a worker: no task, no cancel scope, no future unless someone awaits the handle.
-Only jobs that need one pay for a cancel scope (async with timeout or token, and process
-jobs); thread jobs are stopped cooperatively (``check_cancelled()``). Cancelling an inline
-job injects a ``task.cancel()`` into its worker and takes it back with ``Task.uncancel()``,
-the way ``asyncio.timeout`` does, so the worker lives on.
+How a job flows: ``submit_nowait`` checks the options (``_options``) and queues a handle
+(``_queue``); a worker pops it, starts it (``Job._start``) and runs it: a plain coroutine job
+inline in the worker's own loop (no task, no cancel scope, no future unless someone awaits
+the handle), a job with a timeout or token under a cancel scope, a thread or process job
+through ``_bridges``. Its outcome goes through ``_settle`` (a stop request wins, a failure
+may be retried) to ``_end``, the single way into a final state: metrics, callbacks, waiters
+and hooks, once per job.
+
+Cancelling an inline job injects a ``task.cancel()`` into its worker and takes it back with
+``Task.uncancel()``, the way ``asyncio.timeout`` does, so that the worker lives on.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import inspect
 import itertools
 import logging
 import math
 import os
-import signal
 import time
 from collections import deque
 from collections.abc import (
@@ -36,23 +38,26 @@ from typing import Any, Final, Literal, TypeVar, TypeVarTuple, Unpack, overload
 import anyio
 from anyio.abc import TaskGroup
 
-from ._bridges import (
-    JobRaised,
-    keep_alive_while,
-    run_in_process,
-    run_in_thread,
-)
+from ._bridges import JobRaised, keep_alive_while, run_in_process, run_in_thread
 from ._cancel import CancellationToken, _in_loop
-from ._exceptions import JobCancelled, JobTimeout, QueueFull, RuntimeClosed
-from ._metrics import TRIM_AT, Metrics, Recorder
-from ._options import PLAIN_ASYNC, JobOptions, Options, parse_options, parse_unit, plain_options
+from ._exceptions import AsyncworkersError, JobCancelled, JobTimeout, QueueFull, RuntimeClosed
+from ._lifecycle import Lifecycle
+from ._metrics import Metrics, Recorder
+from ._options import (
+    JobOptions,
+    Options,
+    OtherOptions,
+    parse_options,
+    parse_unit,
+    plain_options,
+)
 from ._queue import JobQueue
 from ._retry import Retry
-from ._signals import subscribe
-from ._units import Job, JobState, Priority, WorkUnit, _current_job, call_logged
+from ._signals import SignalDrain
+from ._units import INJECTED, Extras, Job, JobState, Priority, WorkUnit, _current_job, call_logged
 from ._validate import check_count, check_seconds
 
-__all__ = ["JobOptions", "Runtime"]
+__all__ = ["Runtime"]
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
@@ -67,12 +72,10 @@ _COMPLETED: Final = JobState.COMPLETED
 _FAILED: Final = JobState.FAILED
 _CANCELLED: Final = JobState.CANCELLED
 _NORMAL: Final = int(Priority.NORMAL)
-
-# Lifecycle of the runtime itself.
-_NEW, _OPEN, _CLOSING, _CLOSED = "new", "running", "closing", "closed"
-
-# Marks an inline job whose worker task was sent a cancel(); the worker takes it back.
-_INJECTED: Final = object()
+_NEW: Final = Lifecycle.NEW
+_OPEN: Final = Lifecycle.OPEN
+_CLOSING: Final = Lifecycle.CLOSING
+_CLOSED: Final = Lifecycle.CLOSED
 
 # How long cancelled jobs get to stop, in the last phase of shutdown, when no timeout says.
 DEFAULT_GRACE: Final = 1.0
@@ -82,6 +85,10 @@ _FAIR_STREAK: Final = 100
 
 # Priorities that need no further check on the fast path of submit.
 _PLAIN_INTS: Final = frozenset((int, Priority))
+
+# The longest retry backoff a timer is set for (a backoff that has grown past it would
+# overflow the loop's timers; nobody waits 115 days for a retry).
+_LONGEST_BACKOFF: Final = 1e7
 
 # The code flag of ``async def`` functions (inspect.CO_COROUTINE), read on the fast path.
 _CO_COROUTINE: Final = inspect.CO_COROUTINE
@@ -142,14 +149,13 @@ class Runtime:
         self._processes = processes or os.cpu_count() or 1
         self._max_pending = max_pending
         self._shutdown_timeout = shutdown_timeout
-        self._handle_signals = handle_signals
 
         self._state = _NEW
         self._paused = False
         self._queue = JobQueue()
         self._ids = itertools.count(1)
         self._metrics = Recorder()
-        self._backoff: set[Job[Any]] = set()
+        self._backoff: set[Job[Any]] = set()  # jobs waiting out a retry backoff
         self._workers: set[_Worker] = set()
         self._live = 0  # worker coroutines alive
 
@@ -158,19 +164,18 @@ class Runtime:
         self._join_waiters: list[asyncio.Future[None]] = []
         # Replaced, never mutated, so that _end iterates a snapshot for free.
         self._hooks: tuple[Callable[[Job[Any]], object], ...] = ()
+        # The options shared by the jobs submitted without any, by kind.
+        self._plain_async = Options("async", self)
+        self._plain_thread = Options("thread", self)
 
         self._tg: TaskGroup | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed: anyio.Event | None = None
         self._thread_limiter: anyio.CapacityLimiter | None = None
         self._process_limiter: anyio.CapacityLimiter | None = None
-        # Signal handling: the scope around the body of the block, the one around the
-        # drain (a second signal cancels it), and how many signals arrived.
-        self._body_scope: anyio.CancelScope | None = None
-        self._drain_scope: anyio.CancelScope | None = None
-        self._signals_seen = 0
+        self._signals = SignalDrain(self) if handle_signals else None
+        self._drain_scope: anyio.CancelScope | None = None  # a second signal cancels it
         self._hurry = False  # a second signal arrived: skip the drain
-        self._unsubscribe: Callable[[], None] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -178,8 +183,8 @@ class Runtime:
         if self._state is not _NEW:
             raise RuntimeError(f"{self!r} can be started only once")
         self._loop = asyncio.get_running_loop()
-        if self._handle_signals:  # first: it is the step that can fail
-            self._unsubscribe = subscribe(self._on_signal)
+        if self._signals is not None:  # first: it is the step that can fail
+            self._signals.subscribe()
         self._closed = anyio.Event()
         self._thread_limiter = anyio.CapacityLimiter(self._threads)
         self._process_limiter = anyio.CapacityLimiter(self._processes)
@@ -187,10 +192,8 @@ class Runtime:
         await self._tg.__aenter__()
         self._state = _OPEN
         self._spawn_workers()
-        if self._handle_signals:
-            # Entered last, left first: a signal cancels the body, never the workers.
-            self._body_scope = anyio.CancelScope()
-            self._body_scope.__enter__()
+        if self._signals is not None:
+            self._signals.enter_body()  # entered last, left first
         return self
 
     async def __aexit__(
@@ -200,7 +203,9 @@ class Runtime:
         tb: TracebackType | None,
     ) -> bool | None:
         assert self._tg is not None
-        stopped_by_signal = self._leave_body(exc_type, exc, tb)
+        stopped_by_signal = self._signals is not None and self._signals.leave_body(
+            exc_type, exc, tb
+        )
         if stopped_by_signal:
             exc_type, exc, tb = None, None, None
         try:
@@ -216,16 +221,6 @@ class Runtime:
             raise
         suppressed = await self._leave_task_group(exc_type, exc, tb)
         return True if stopped_by_signal else suppressed
-
-    def _leave_body(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool:
-        """Leave the body's scope; True if it swallowed the cancellation a signal sent."""
-        scope, self._body_scope = self._body_scope, None
-        return scope is not None and bool(scope.__exit__(exc_type, exc, tb))
 
     async def _leave_task_group(
         self,
@@ -243,24 +238,18 @@ class Runtime:
                 return False
             raise
         finally:
-            if self._unsubscribe is not None:
-                self._unsubscribe()
-                self._unsubscribe = None
+            if self._signals is not None:
+                self._signals.unsubscribe()
 
-    def _on_signal(self, signum: signal.Signals) -> None:
-        """First signal: end the body, which drains on the way out. Second: cancel all."""
-        self._signals_seen += 1
-        if self._signals_seen == 1 and self._state is _OPEN and self._body_scope is not None:
-            logger.warning(
-                "%s received: draining %s (send it again to cancel the jobs left)",
-                signum.name,
-                self,
-            )
-            self._body_scope.cancel()
-            return
-        logger.warning("%s received: cancelling the jobs of %s", signum.name, self)
+    @property
+    def accepting(self) -> bool:
+        """True while the runtime takes jobs (started, and not shutting down)."""
+        return self._state is _OPEN
+
+    def _hurry_up(self, reason: str) -> None:
+        """A second signal: skip (or cut short) the drain and cancel every job."""
         self._hurry = True
-        self._cancel_all(f"cancelled by {signum.name}")
+        self._cancel_all(reason)
         if self._drain_scope is not None:
             self._drain_scope.cancel()
 
@@ -276,6 +265,8 @@ class Runtime:
         timeout and ``wait=False``: one second) to stop; jobs still running after that
         (thread code that never calls ``check_cancelled()``) are abandoned, named in a
         warning, and end CANCELLED. Idempotent: later calls wait for the first to finish.
+        ``RuntimeError`` when called from one of the runtime's own jobs (it would wait for
+        itself).
         """
         deadline = _deadline("shutdown", timeout)
         self._check_not_own_job("shutdown()")
@@ -325,6 +316,10 @@ class Runtime:
         assert self._closed is not None
         self._closed.set()
 
+    def _close_intake(self) -> None:
+        self._state = _CLOSING
+        _wake_all(self._room_waiters)
+
     # -- submitting ----------------------------------------------------------------------
 
     @overload
@@ -333,36 +328,57 @@ class Runtime:
         fn: Callable[[*Ts], Awaitable[T]],
         /,
         *args: *Ts,
-        **options: Unpack[JobOptions],
+        priority: int = ...,
+        **options: Unpack[OtherOptions],
     ) -> Job[T]: ...
 
     @overload
     def submit_nowait(
-        self, fn: Callable[[*Ts], T], /, *args: *Ts, **options: Unpack[JobOptions]
+        self,
+        fn: Callable[[*Ts], T],
+        /,
+        *args: *Ts,
+        priority: int = ...,
+        **options: Unpack[OtherOptions],
     ) -> Job[T]: ...
 
     def submit_nowait(
-        self, fn: Callable[[*Ts], Any], /, *args: *Ts, **options: Unpack[JobOptions]
+        self,
+        fn: Callable[[*Ts], Any],
+        /,
+        *args: *Ts,
+        priority: int = _NORMAL,
+        **options: Unpack[OtherOptions],
     ) -> Job[Any]:
         """Queue ``fn(*args)`` and return its handle at once.
 
         Raises :class:`QueueFull` when ``max_pending`` jobs are already queued and
-        :class:`RuntimeClosed` once shutdown has begun. Options (all keyword-only):
+        :class:`RuntimeClosed` once shutdown has begun; ``RuntimeError`` from another thread
+        or event loop (use :class:`SyncRuntime` there). Options (all keyword-only):
         ``priority``, ``timeout`` (seconds per attempt), ``retry``, ``token``, ``name``,
         ``callback`` (called with the result on success), ``metadata`` and ``kind``.
         """
         if self._state is not _OPEN or _running_loop() is not self._loop:
             raise self._not_open()
-        if options and (len(options) > 1 or options.get("priority").__class__ not in _PLAIN_INTS):
-            priority, opts = parse_options(fn, args, None, options)
-        else:
-            priority = options["priority"] if options else _NORMAL
-            try:  # a function or bound method: its code object says if it is async
-                is_async = fn.__code__.co_flags & _CO_COROUTINE
-            except AttributeError:
-                is_async = 0
-            opts = PLAIN_ASYNC if is_async else plain_options(fn)
-        return self._accept(fn, args, None, priority, opts)
+        if options or priority.__class__ not in _PLAIN_INTS:
+            checked = parse_options(self, fn, args, None, {"priority": priority, **options})
+            return self._accept(fn, args, None, *checked)
+        # The fast path, for jobs with no options but a plain int priority: _accept without
+        # a token to link, inlined (a call costs a twentieth of what a job does here).
+        try:  # a function or bound method: its code object says if it is async
+            is_async = fn.__code__.co_flags & _CO_COROUTINE
+        except AttributeError:
+            is_async = 0
+        opts = self._plain_async if is_async else plain_options(self, fn)
+        queue = self._queue
+        if self._max_pending is not None and queue.pending >= self._max_pending:
+            raise self._queue_full()
+        job: Job[Any] = Job(next(self._ids), fn, args, priority, opts, _now(), None)
+        self._metrics.submitted += 1
+        queue.push(job)
+        if self._idle:
+            _wake_one(self._idle)
+        return job
 
     @overload
     async def submit(
@@ -390,7 +406,7 @@ class Runtime:
         """Queue a :class:`WorkUnit` (it may carry kwargs); raises like :meth:`submit_nowait`."""
         if self._state is not _OPEN or _running_loop() is not self._loop:
             raise self._not_open()
-        return self._accept(*parse_unit(unit))
+        return self._accept(*parse_unit(self, unit))
 
     @overload
     async def run(
@@ -485,13 +501,13 @@ class Runtime:
         ``asyncio.gather``) a failed or cancelled job's exception is yielded in its place
         and the map goes on.
         """
-        if not isinstance(return_exceptions, bool):
-            raise TypeError(f"return_exceptions must be a bool, got {return_exceptions!r}")
         if window is None:
             window = max(2 * self._target, 1)  # the target is 0 once shut down
         check_count("window", window)
         if not callable(fn):
             raise TypeError(f"map() needs a callable, got {fn!r}")
+        if not isinstance(return_exceptions, bool):
+            raise TypeError(f"return_exceptions must be a bool, got {return_exceptions!r}")
         outcome = _outcome if return_exceptions else _result
         in_flight: deque[Job[Any]] = deque()
         try:
@@ -504,6 +520,89 @@ class Runtime:
         finally:
             for job in in_flight:
                 job.cancel("map() was closed")
+
+    # -- intake, shared with SyncRuntime ---------------------------------------------------
+
+    def _submit_parsed(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any] | None,
+        priority: int,
+        opts: Options,
+    ) -> Job[Any]:
+        """Take a job whose options were checked already (by SyncRuntime, in its caller's
+        thread); called on the loop."""
+        if self._state is not _OPEN:
+            raise self._not_open()
+        return self._accept(fn, args, kwargs, priority, opts)
+
+    def _queued_now(self) -> int:
+        """How many jobs wait in the queue now (a plain read, safe from any thread)."""
+        return self._queue.pending
+
+    def _accept(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any] | None,
+        priority: int,
+        opts: Options,
+    ) -> Job[Any]:
+        """Make the handle and queue it (or end it at once, if its token is cancelled)."""
+        if self._max_pending is not None and self._queue.pending >= self._max_pending:
+            raise self._queue_full()
+        extras = None if kwargs is None else Extras(kwargs)
+        job: Job[Any] = Job(next(self._ids), fn, args, priority, opts, _now(), extras)
+        self._metrics.submitted += 1
+        token = opts.token
+        if token is not None:
+            assert self._loop is not None
+            cancel = functools.partial(self._cancel_for_token, job, token)
+            if not token._link(job, _in_loop(self._loop, cancel)):
+                self._end(job, _CANCELLED, JobCancelled(token.reason))
+                return job
+        self._queue.push(job)
+        if self._idle:
+            _wake_one(self._idle)
+        return job
+
+    async def _wait_for_room(self) -> None:
+        """Wait until the bounded queue has room (or the runtime closes)."""
+        assert self._max_pending is not None
+        assert self._loop is not None
+        while self._queue.pending >= self._max_pending and self._state is _OPEN:
+            waiter = self._loop.create_future()
+            self._room_waiters.append(waiter)
+            try:
+                await waiter
+            except BaseException:
+                # Woken and cancelled at once: hand the room on to the next waiter.
+                if waiter.done() and not waiter.cancelled():
+                    _wake_one(self._room_waiters)
+                raise
+
+    def _queue_full(self) -> QueueFull:
+        return QueueFull(f"the queue is full: max_pending={self._max_pending} jobs are waiting")
+
+    def _check_not_own_job(self, what: str) -> None:
+        job = _current_job.get()
+        if job is not None and job._opts.owner is self and not job.done():
+            raise RuntimeError(
+                f"{what} called from inside one of this runtime's jobs ({job.name!r}) would "
+                "wait for that job itself; call it from outside the runtime's jobs"
+            )
+
+    def _not_open(self) -> Exception:
+        if self._state is _OPEN:  # then the caller is not on our loop
+            return RuntimeError(
+                "submit_nowait()/enqueue() must be called from the runtime's own event loop "
+                "thread; from other threads use SyncRuntime (its submit() is thread-safe), or "
+                "hand the call to the loop with loop.call_soon_threadsafe()"
+            )
+        if self._state is _NEW:
+            return RuntimeError("the runtime is not started: use 'async with Runtime(...) as rt:'")
+        return RuntimeClosed(f"the runtime is {self._state} and takes no more jobs")
 
     # -- control -------------------------------------------------------------------------
 
@@ -530,7 +629,11 @@ class Runtime:
                 _wake_all(self._idle)
 
     async def join(self, timeout: float | None = None) -> bool:
-        """Wait until every submitted job has finished; False if *timeout* came first."""
+        """Wait until every submitted job has finished; False if *timeout* came first.
+
+        ``RuntimeError`` when called from one of the runtime's own jobs (it would wait for
+        itself).
+        """
         deadline = _deadline("join", timeout)
         self._check_not_own_job("join()")
         with anyio.CancelScope(deadline=deadline):
@@ -567,7 +670,7 @@ class Runtime:
 
     def running_jobs(self) -> list[Job[Any]]:
         """The jobs running now."""
-        return [w.job for w in self._workers if w.job is not None and w.job.state is _RUNNING]
+        return [w.job for w in self._workers if w.job is not None and w.job._state is _RUNNING]
 
     def _count_running(self) -> int:
         return len(self.running_jobs())
@@ -583,94 +686,6 @@ class Runtime:
             f"<Runtime state={self._state} workers={self._live} running={self._count_running()} "
             f"pending={self._queue.pending} paused={self._paused}>"
         )
-
-    # -- options and intake ----------------------------------------------------------------
-
-    def _submit_parsed(
-        self,
-        fn: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: Mapping[str, Any] | None,
-        priority: int,
-        opts: Options,
-    ) -> Job[Any]:
-        """Take a job that :func:`parse_options` checked; SyncRuntime's way in, on the loop."""
-        if self._state is not _OPEN:
-            raise self._not_open()
-        return self._accept(fn, args, kwargs, priority, opts)
-
-    def _queued_now(self) -> int:
-        """How many jobs wait in the queue now (a plain read, safe from any thread)."""
-        return self._queue.pending
-
-    def _accept(
-        self,
-        fn: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: Mapping[str, Any] | None,
-        priority: int,
-        opts: Options,
-    ) -> Job[Any]:
-        """Take a checked job in: the intake of submit_nowait, enqueue and SyncRuntime.
-
-        Raises QueueFull when ``max_pending`` jobs wait; the caller has checked that the
-        runtime is open and that this is its loop.
-        """
-        if self._max_pending is not None and self._queue.pending >= self._max_pending:
-            raise QueueFull(f"the queue is full: max_pending={self._max_pending} jobs are waiting")
-        job: Job[Any] = Job(self, next(self._ids), fn, args, kwargs, priority, opts, _now())
-        self._metrics.submitted += 1
-        token = job._opts.token
-        if token is None:
-            self._queue.push(job)
-            if self._idle:
-                _wake_one(self._idle)
-            return job
-        assert self._loop is not None
-        cancel = functools.partial(self._cancel_for_token, job, token)
-        if not token._link(job, _in_loop(self._loop, cancel)):
-            self._end(job, _CANCELLED, JobCancelled(token.reason))
-            return job
-        self._enqueue(job)
-        return job
-
-    def _enqueue(self, job: Job[Any]) -> None:
-        self._queue.push(job)
-        if self._idle:
-            _wake_one(self._idle)
-
-    async def _wait_for_room(self) -> None:
-        assert self._max_pending is not None
-        assert self._loop is not None
-        while self._queue.pending >= self._max_pending and self._state is _OPEN:
-            waiter = self._loop.create_future()
-            self._room_waiters.append(waiter)
-            try:
-                await waiter
-            except BaseException:
-                # Woken and cancelled at once: hand the room on to the next waiter.
-                if waiter.done() and not waiter.cancelled():
-                    _wake_one(self._room_waiters)
-                raise
-
-    def _check_not_own_job(self, what: str) -> None:
-        job = _current_job.get()
-        if job is not None and job._owner is self and job.finished_at is None:
-            raise RuntimeError(
-                f"{what} called from inside one of this runtime's jobs ({job.name!r}) would "
-                "wait for that job itself; call it from outside the runtime's jobs"
-            )
-
-    def _not_open(self) -> Exception:
-        if self._state is _OPEN:  # then the caller is not on our loop
-            return RuntimeError(
-                "submit_nowait()/enqueue() must be called from the runtime's own event loop "
-                "thread; from other threads use SyncRuntime (its submit() is thread-safe), or "
-                "hand the call to the loop with loop.call_soon_threadsafe()"
-            )
-        if self._state is _NEW:
-            return RuntimeError("the runtime is not started: use 'async with Runtime(...) as rt:'")
-        return RuntimeClosed(f"the runtime is {self._state} and takes no more jobs")
 
     # -- workers -----------------------------------------------------------------------
 
@@ -702,12 +717,12 @@ class Runtime:
             self._live -= 1
             self._workers.discard(worker)
             job = worker.job
-            if job is not None and job.finished_at is None:
+            if job is not None and not job.done():
                 self._end(job, _CANCELLED, _stop_or(job, "the runtime stopped its worker"))
 
     def _job_raised_cancelled(self, worker: _Worker, exc: asyncio.CancelledError) -> None:
         job, worker.job = worker.job, None
-        if job is not None and job.finished_at is None:
+        if job is not None and not job.done():
             error = JobCancelled(f"job {job.name!r} raised CancelledError")
             error.__cause__ = exc
             self._settle(job, None, error)
@@ -716,7 +731,7 @@ class Runtime:
         self._metrics.worker_errors += 1
         logger.error("asyncworkers: a worker failed and was restarted", exc_info=exc)
         job, worker.job = worker.job, None
-        if job is not None and job.finished_at is None:
+        if job is not None and not job.done():
             self._end(job, _FAILED, exc)
 
     async def _work(self, worker: _Worker) -> None:
@@ -724,56 +739,62 @@ class Runtime:
         task = worker.task = asyncio.current_task()
         assert task is not None
         set_current_job = _current_job.set
-        wait_samples = self._metrics.wait_time.samples
+        metrics = self._metrics
+        wait_samples = metrics.wait_time.samples
         assert self._loop is not None
         new_future = self._loop.create_future
         idle = self._idle
+        room_waiters = self._room_waiters
         streak = 0  # jobs run since this worker last let the loop run
         while self._live <= self._target:
             job = None if self._paused else queue.pop()
             if job is None:
-                # Park until _enqueue (or resume, resize, stop) wakes us; inline, because a
+                # Park until a submit (or resume, resize, stop) wakes us; inline, because a
                 # helper coroutine here would be paid on every idle wake. The last job's
                 # handle goes first: an idle worker must not keep a finished job (and all
                 # its callable captured) alive.
                 set_current_job(None)
                 streak = 0
+                metrics.trim_if_due()
                 waiter = new_future()
                 idle.append(waiter)
                 await waiter
                 continue
-            if self._room_waiters:
-                _wake_one(self._room_waiters)
+            if room_waiters:
+                _wake_one(room_waiters)
             worker.job = job
-            job.state = _RUNNING
-            job.attempts += 1
-            job.started_at = started = _now()
-            wait_samples.append(started - job.queued_at)
+            # Job._start(), inlined: queued -> running.
+            job._state = _RUNNING
+            job._attempts += 1
+            job._started_at = started = _now()
+            wait_samples.append(started - job._queued_at)
             set_current_job(job)
             opts = job._opts
             if opts.inline:
                 # The hot path, kept in this loop: a helper coroutine per job costs as much
-                # as the job. See _cancel_job for _INJECTED.
+                # as the job. See _cancel_job for INJECTED.
                 try:
-                    if job.kwargs:
-                        value = await job.fn(*job.args, **job.kwargs)
-                    else:
+                    extras = job._extras
+                    if extras is None or extras.kwargs is None:
                         value = await job.fn(*job.args)
+                    else:
+                        value = await job.fn(*job.args, **extras.kwargs)
                 except asyncio.CancelledError:
-                    if job._hook is not _INJECTED or task.uncancel():
+                    if job._hook is not INJECTED or task.uncancel():
                         raise  # not (only) ours: the worker itself is being cancelled
                     self._stopped(job)
                 except (KeyboardInterrupt, SystemExit):
                     raise  # asyncio's meaning: they stop the loop, not just the job
                 except BaseException as exc:  # an Exception, GeneratorExit, a user class
-                    if job._hook is _INJECTED:
+                    if job._hook is INJECTED:
                         task.uncancel()
                     self._settle(job, None, exc)
                 else:
-                    if job._stop is None:
+                    extras = job._extras
+                    if extras is None or extras.stop is None:
                         self._end(job, _COMPLETED, value)
                     else:  # the job swallowed its cancellation; the stop still wins
-                        if job._hook is _INJECTED:
+                        if extras.hook is INJECTED:
                             task.uncancel()
                         self._stopped(job)
             elif opts.scoped:
@@ -784,37 +805,43 @@ class Runtime:
             streak += 1
             if streak == _FAIR_STREAK:
                 # Jobs that never suspend would otherwise run back to back and starve the
-                # loop: timers, I/O and the tasks waiting for results all wait on us.
+                # loop: timers, I/O and the tasks waiting for results all wait on us. The
+                # latency samples are trimmed here too, rather than checked on every job.
                 streak = 0
+                metrics.trim_if_due()
                 await asyncio.sleep(0)
 
     def _stop_workers(self, *, force: bool) -> None:
         self._target = 0
         _wake_all(self._idle)
         if force:
-            # Coroutines and processes stop when their worker is cancelled; a thread cannot
-            # be stopped, so a thread job still running now is left behind, and said so.
-            # Only jobs holding a thread token started; those waiting for one just end.
-            limiter = self._thread_limiter
-            in_threads = set(limiter.statistics().borrowers) if limiter is not None else set()
-            stuck = [job for job in self.running_jobs() if job in in_threads]
-            if stuck:
-                logger.warning(
-                    "asyncworkers: abandoning %d thread job(s) still running when the "
-                    "runtime stopped (a thread stops only at check_cancelled()): %s",
-                    len(stuck),
-                    ", ".join(f"{job.name} (id {job.id})" for job in stuck),
-                )
-                # Threads started from a daemon thread are daemons: keep the interpreter
-                # alive until these have returned, so that their work is not cut off.
-                keep_alive_while(stuck)
-                for job in stuck:  # settled now: shutdown() returns with every job done
-                    self._end(job, _CANCELLED, _stop_or(job, "abandoned when the runtime stopped"))
+            self._abandon_threads()
             for worker in self._workers:
                 if worker.scope is not None:
                     worker.scope.cancel()
 
-    # -- running one job ---------------------------------------------------------------
+    def _abandon_threads(self) -> None:
+        """Coroutines and processes stop when their worker is cancelled; a thread cannot be
+        stopped, so a thread job still running now is left behind, and said so. Only jobs
+        holding a thread token started; those waiting for one just end."""
+        limiter = self._thread_limiter
+        in_threads = set(limiter.statistics().borrowers) if limiter is not None else set()
+        stuck = [job for job in self.running_jobs() if job in in_threads]
+        if not stuck:
+            return
+        logger.warning(
+            "asyncworkers: abandoning %d thread job(s) still running when the runtime "
+            "stopped (a thread stops only at check_cancelled()): %s",
+            len(stuck),
+            ", ".join(f"{job.name} (id {job.id})" for job in stuck),
+        )
+        # Threads started from a daemon thread are daemons: keep the interpreter alive
+        # until these have returned, so that their work is not cut off at exit.
+        keep_alive_while(stuck)
+        for job in stuck:  # settled now: shutdown() returns with every job done
+            self._end(job, _CANCELLED, _stop_or(job, "abandoned when the runtime stopped"))
+
+    # -- running one job off the hot path ----------------------------------------------
 
     async def _run_scoped(self, job: Job[Any], opts: Options) -> None:
         timeout = opts.timeout
@@ -822,22 +849,20 @@ class Runtime:
         value: Any = None
         error: BaseException | None = None
         with anyio.CancelScope(deadline=deadline) as scope:
-            job._hook = scope
+            job._set_hook(scope)
             try:
                 if opts.kind == "process":
                     assert self._process_limiter is not None
                     value = await run_in_process(job, self._process_limiter)
-                elif job.kwargs:
-                    value = await job.fn(*job.args, **job.kwargs)
                 else:
-                    value = await job.fn(*job.args)
+                    value = await job.fn(*job.args, **(job.kwargs or {}))
             except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
                 raise  # the scope's (or the worker's) cancellation, or asyncio's meaning
             except BaseException as exc:
                 error = _unwrap(exc)
-        job._hook = None
+        job._set_hook(None)
         if scope.cancel_called and job._stop is None:
-            job._stop = JobTimeout(f"job {job.name!r} timed out after {timeout} s")
+            job._ask_to_stop(JobTimeout(f"job {job.name!r} timed out after {timeout} s"))
         self._settle(job, value, error)
 
     async def _run_thread(self, job: Job[Any], opts: Options) -> None:
@@ -855,15 +880,16 @@ class Runtime:
         finally:
             if timer is not None:
                 timer.cancel()
-        if job.finished_at is None:  # else abandoned by _stop_workers, already settled
+        if not job.done():  # else abandoned by _stop_workers, already settled
             self._settle(job, value, error)
 
     def _expire(self, job: Job[Any]) -> None:
         """A thread job's deadline: ask it to stop; check_cancelled() raises JobTimeout."""
-        if job.state is _RUNNING and job._stop is None:
-            job._stop = JobTimeout(f"job {job.name!r} timed out after {job._opts.timeout} s")
-            if isinstance(job._hook, anyio.CancelScope):  # still waiting for a free thread
-                job._hook.cancel()
+        if job._state is _RUNNING and job._stop is None:
+            timeout = job._opts.timeout
+            hook = job._ask_to_stop(JobTimeout(f"job {job.name!r} timed out after {timeout} s"))
+            if isinstance(hook, anyio.CancelScope):  # still waiting for a free thread
+                hook.cancel()
 
     # -- outcomes ------------------------------------------------------------------------
 
@@ -878,9 +904,11 @@ class Runtime:
             self._failed(job, error)
 
     def _stopped(self, job: Job[Any]) -> None:
-        stop = job._stop
+        extras = job._extras_made()
+        stop = extras.stop
+        assert stop is not None
         if isinstance(stop, JobTimeout):
-            job._stop = None  # a timeout may be retried; the next attempt starts clean
+            extras.stop = None  # a timeout may be retried; the next attempt starts clean
             self._failed(job, stop)
         else:
             self._end(job, _CANCELLED, stop)
@@ -890,7 +918,7 @@ class Runtime:
         if (
             retry is not None
             and self._state is not _CLOSED
-            and retry.should_retry(error, job.attempts)
+            and retry.should_retry(error, job._attempts)
         ):
             self._retry_later(job, retry)
         else:
@@ -899,17 +927,16 @@ class Runtime:
     def _retry_later(self, job: Job[Any], retry: Retry) -> None:
         assert self._loop is not None
         self._metrics.retried += 1
-        job.state = _PENDING
+        delay = min(retry.delay(job._attempts), _LONGEST_BACKOFF)
+        job._back_off(self._loop.call_later(delay, self._requeue, job))
         self._backoff.add(job)
-        job._hook = self._loop.call_later(retry.delay(job.attempts), self._requeue, job)
 
     def _requeue(self, job: Job[Any]) -> None:
         """A retry's backoff is over: it goes ahead of the jobs of its priority, which were
         all queued after its first attempt started (FIFO), so that a retry never waits
         behind the whole queue again."""
         self._backoff.discard(job)
-        job._hook = None
-        job.queued_at = _now()
+        job._requeue(_now())
         self._queue.push_front(job)
         if self._idle:
             _wake_one(self._idle)
@@ -918,23 +945,21 @@ class Runtime:
         """The one way into a terminal state: counters, hooks and waiters, once per job."""
         now = _now()
         metrics = self._metrics
-        if job.state is _RUNNING:
-            samples = metrics.run_time.samples
-            samples.append(now - job.started_at)  # type: ignore[operator]
-            if len(samples) >= TRIM_AT:
-                metrics.trim()
-        opts = job._opts
-        job.state = state
+        if job._state is _RUNNING:  # trimmed by the workers (see _work)
+            metrics.run_time.samples.append(now - job._started_at)  # type: ignore[operator]
+        # Job._finish(), inlined: -> COMPLETED, FAILED or CANCELLED.
+        job._state = state
         job._value = value
-        job.finished_at = now
+        job._finished_at = now
         if state is _COMPLETED:
             metrics.completed += 1
         else:
-            job._tb = value.__traceback__
+            job._extras_made().tb = value.__traceback__
             if state is _FAILED:
                 metrics.failed += 1
             else:
                 metrics.cancelled += 1
+        opts = job._opts
         if opts.token is not None:
             opts.token._unlink(job)
         # The runtime's own bookkeeping is done before any user code runs, so that a
@@ -952,39 +977,39 @@ class Runtime:
     # -- cancelling ----------------------------------------------------------------------
 
     def _cancel_job(self, job: Job[Any], reason: str | None) -> bool:
-        if job.finished_at is not None:
+        if job.done():
             return False
         loop = self._loop
-        if loop is not None and asyncio._get_running_loop() is not loop:
+        if loop is not None and _running_loop() is not loop:
             # Called from another thread (or loop): the job's state belongs to our loop, so
             # the cancel is carried out there, soon. It is pending or running now.
-            with contextlib.suppress(RuntimeError):  # a closed loop: the job has ended
+            try:
                 loop.call_soon_threadsafe(self._cancel_job, job, reason)
+            except RuntimeError:  # a closed loop: the job has ended with it
+                return False
             return True
-        if job.state is _PENDING:
+        if job._state is _PENDING:
             timer = job._hook
-            if timer is not None:  # backing off before a retry
+            if isinstance(timer, asyncio.TimerHandle):  # waiting out a retry backoff
                 timer.cancel()
                 self._backoff.discard(job)
-                self._end(job, _CANCELLED, JobCancelled(reason))
             else:  # in the queue: it stays there as a tombstone for the workers to skip
                 self._queue.discard(job)
                 if self._room_waiters:
                     _wake_one(self._room_waiters)
-                self._end(job, _CANCELLED, JobCancelled(reason))
+            self._end(job, _CANCELLED, JobCancelled(reason))
             return True
         if not isinstance(job._stop, JobCancelled):
             # An explicit stop wins over a timeout that fired first (a thread job that has
             # not reached check_cancelled() yet): the job ends CANCELLED, never retried.
-            job._stop = JobCancelled(reason)
-            hook = job._hook
+            hook = job._ask_to_stop(JobCancelled(reason))
             if isinstance(hook, anyio.CancelScope):
                 hook.cancel()
             elif job._opts.inline:
                 task = self._task_running(job)
                 if task is not None and task is not asyncio.current_task():
                     task.cancel()
-                    job._hook = _INJECTED
+                    job._set_hook(INJECTED)
             # A thread job stops at its next check_cancelled(); a job that cancels itself
             # ends CANCELLED when it returns.
         return True
@@ -1010,10 +1035,6 @@ class Runtime:
         for job in self.running_jobs():
             self._cancel_job(job, reason)
 
-    def _close_intake(self) -> None:
-        self._state = _CLOSING
-        _wake_all(self._room_waiters)
-
     async def _until_idle(self) -> None:
         while self._unfinished():
             assert self._loop is not None
@@ -1032,8 +1053,9 @@ def _unwrap(error: BaseException) -> BaseException:
     return error.error if isinstance(error, JobRaised) else error
 
 
-def _stop_or(job: Job[Any], reason: str) -> Exception:
-    return job._stop if isinstance(job._stop, JobCancelled) else JobCancelled(reason)
+def _stop_or(job: Job[Any], reason: str) -> AsyncworkersError:
+    stop = job._stop
+    return stop if isinstance(stop, JobCancelled) else JobCancelled(reason)
 
 
 def _wake_one(waiters: deque[asyncio.Future[None]]) -> None:

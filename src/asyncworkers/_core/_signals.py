@@ -8,16 +8,18 @@ handlers with the first subscriber and restores the previous ones after the last
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib.util
 import logging
 import signal
 import weakref
 from collections.abc import Awaitable, Callable
-from typing import Any, Final, TypeVar, TypeVarTuple
+from types import TracebackType
+from typing import Any, Final, Protocol, TypeVar, TypeVarTuple
 
 import anyio
 
-__all__ = ["SIGNALS", "run", "subscribe"]
+__all__ = ["SIGNALS", "SignalDrain", "run", "subscribe", "uvloop_available"]
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
@@ -101,5 +103,72 @@ def run(main: Callable[[*Ts], Awaitable[T]], *args: *Ts) -> T:
     """
     if not callable(main):
         raise TypeError(f"run() needs an async function to call, got {main!r}")
-    use_uvloop = importlib.util.find_spec("uvloop") is not None
-    return anyio.run(main, *args, backend="asyncio", backend_options={"use_uvloop": use_uvloop})
+    options = {"use_uvloop": uvloop_available()}
+    return anyio.run(main, *args, backend="asyncio", backend_options=options)
+
+
+class _Drains(Protocol):
+    """What a SignalDrain needs of its runtime."""
+
+    @property
+    def accepting(self) -> bool: ...
+
+    def _hurry_up(self, reason: str) -> None: ...
+
+
+class SignalDrain:
+    """``Runtime(handle_signals=True)``: the first SIGINT or SIGTERM ends the body of the
+    ``async with`` block, which then drains on its way out; the second cancels what is left.
+
+    The body runs in a cancel scope of its own, entered after the workers start and left
+    before they stop, so that a signal cancels the body and never the workers.
+    """
+
+    def __init__(self, runtime: _Drains) -> None:
+        self._runtime = runtime
+        self._body: anyio.CancelScope | None = None
+        self._seen = 0
+        self._unsubscribe: Callable[[], None] | None = None
+
+    def subscribe(self) -> None:
+        """Start listening; RuntimeError where signals cannot be handled (see subscribe)."""
+        self._unsubscribe = subscribe(self._on_signal)
+
+    def enter_body(self) -> None:
+        self._body = anyio.CancelScope()
+        self._body.__enter__()
+
+    def leave_body(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        """Leave the body's scope; True if it swallowed the cancellation a signal sent."""
+        scope, self._body = self._body, None
+        return scope is not None and bool(scope.__exit__(exc_type, exc, tb))
+
+    def unsubscribe(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    def _on_signal(self, signum: signal.Signals) -> None:
+        self._seen += 1
+        runtime = self._runtime
+        if self._seen == 1 and runtime.accepting and self._body is not None:
+            logger.warning(
+                "%s received: draining %s (send it again to cancel the jobs left)",
+                signum.name,
+                runtime,
+            )
+            self._body.cancel()
+            return
+        logger.warning("%s received: cancelling the jobs of %s", signum.name, runtime)
+        runtime._hurry_up(f"cancelled by {signum.name}")
+
+
+@functools.cache
+def uvloop_available() -> bool:
+    """Whether uvloop can be imported here (the loop of ``run()`` and ``SyncRuntime``)."""
+    return importlib.util.find_spec("uvloop") is not None

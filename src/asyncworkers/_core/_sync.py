@@ -456,14 +456,16 @@ class SyncRuntime:
         has begun and ``RuntimeError`` before :meth:`start`.
         """
         if options:
-            priority, opts = parse_options(fn, args, None, options)  # bad input fails here
+            priority, opts = parse_options(
+                self._runtime, fn, args, None, options
+            )  # bad input fails here
         else:
-            priority, opts = _NORMAL, plain_options(fn)
+            priority, opts = _NORMAL, plain_options(self._runtime, fn)
         return self._hand_in((fn, args, None, priority, opts))
 
     def enqueue(self, unit: WorkUnit[T]) -> Future[T]:
         """Queue a :class:`WorkUnit` (it may carry kwargs and a callback); like :meth:`submit`."""
-        return self._hand_in(parse_unit(unit))
+        return self._hand_in(parse_unit(self._runtime, unit))
 
     def _hand_in(self, parsed: _Parsed) -> _JobFuture[Any]:
         future: _JobFuture[Any] = _JobFuture(self)
@@ -629,7 +631,9 @@ class SyncRuntime:
             raise TypeError(f"return_exceptions must be a bool, got {return_exceptions!r}")
         self._check_may_block("map()", None)
         # Checked once; for process jobs, each item is checked for pickling as it goes in.
-        priority, opts = parse_options(fn, (), None, {"priority": _NORMAL, **options})
+        priority, opts = parse_options(
+            self._runtime, fn, (), None, {"priority": _NORMAL, **options}
+        )
         with self._lock:
             if self._state is not _OPEN:
                 raise self._not_open()
@@ -722,7 +726,7 @@ class SyncRuntime:
 
     def _check_not_own_job(self, what: str) -> None:
         job = current_job()
-        if job is not None and job._owner is self._runtime:
+        if job is not None and job._opts.owner is self._runtime:
             raise RuntimeError(
                 f"{what} called from inside one of this runtime's jobs ({job.name!r}) would "
                 "wait for that job itself; call it from outside the runtime's jobs"

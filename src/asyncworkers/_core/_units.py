@@ -9,7 +9,9 @@ from collections.abc import Callable, Generator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeVar, Union
+
+import anyio
 
 from ._exceptions import AsyncworkersError
 
@@ -18,7 +20,17 @@ if TYPE_CHECKING:
     from ._options import Options
     from ._retry import Retry
 
-__all__ = ["Job", "JobState", "Kind", "Priority", "WorkUnit", "current_job"]
+__all__ = [
+    "INJECTED",
+    "Extras",
+    "Hook",
+    "Job",
+    "JobState",
+    "Kind",
+    "Priority",
+    "WorkUnit",
+    "current_job",
+]
 
 T = TypeVar("T")
 Kind = Literal["async", "thread", "process"]
@@ -76,14 +88,6 @@ class WorkUnit(Generic[T]):
             raise TypeError(f"WorkUnit(kwargs=...) keys must be str, got {bad[0]!r}")
 
 
-class _Owner(Protocol):
-    """What a job needs from the runtime that runs it."""
-
-    _loop: asyncio.AbstractEventLoop | None
-
-    def _cancel_job(self, job: Job[Any], reason: str | None) -> bool: ...
-
-
 _current_job: ContextVar[Job[Any] | None] = ContextVar("asyncworkers_current_job", default=None)
 
 
@@ -92,69 +96,136 @@ def current_job() -> Job[Any] | None:
     return _current_job.get()
 
 
+class Injected:
+    """The hook of an inline job whose worker task was sent ``cancel()`` for it: the worker
+    takes that cancellation back (``Task.uncancel()``) when the job has stopped."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<injected cancel>"
+
+
+INJECTED: Final = Injected()
+
+# What stops a job that is asked to, while it is in a state that has one: the cancel scope it
+# runs (or waits for a thread) under, the timer of its retry backoff, or INJECTED.
+Hook = Union[anyio.CancelScope, asyncio.TimerHandle, Injected]  # noqa: UP007 (a runtime alias)
+
+_PENDING: Final = JobState.PENDING
+_RUNNING: Final = JobState.RUNNING
+_COMPLETED: Final = JobState.COMPLETED
+_FAILED: Final = JobState.FAILED
+_CANCELLED: Final = JobState.CANCELLED
+
+
+class Extras:
+    """The rarely used parts of a job, made the first time one is needed, so that a plain
+    job carries one empty field instead of four."""
+
+    __slots__ = ("hook", "kwargs", "stop", "tb")
+
+    def __init__(self, kwargs: Mapping[str, Any] | None = None) -> None:
+        self.kwargs = kwargs
+        # See Hook; None when nothing is there to stop.
+        self.hook: Hook | None = None
+        # A stop request (JobCancelled, or JobTimeout from a thread job's timer). It wins
+        # over whatever the job does after it, and only an explicit stop replaces a timeout.
+        self.stop: AsyncworkersError | None = None
+        # The traceback of the failure that ended the job: re-raised with it every time, so
+        # that reading a failed result many times does not grow the traceback.
+        self.tb: TracebackType | None = None
+
+
 class Job(Generic[T]):
     """The handle of a submitted job. Await it for the result (or the job's exception).
 
     Handles are made by the runtime, never by hand, and belong to the runtime's event loop:
-    call their methods from that loop's thread.
+    call their methods from that loop's thread, except :meth:`cancel`, which any thread may
+    call. Its state, attempts and timings are read-only; the runtime changes them through
+    the transitions below, and only through them::
+
+        queued --_start()--> running --_finish()--> COMPLETED | FAILED | CANCELLED
+          ^                     |
+          +---_requeue()----- retry-wait (_back_off(): PENDING, holding no worker)
+
+    A queued or waiting job may also be finished at once (cancelled, or refused by a
+    cancelled token).
     """
 
     __slots__ = (
+        "_attempts",
         "_callbacks",
-        "_hook",
+        "_extras",
+        "_finished_at",
         "_opts",
-        "_owner",
-        "_stop",
-        "_tb",
+        "_queued_at",
+        "_started_at",
+        "_state",
         "_value",
         "args",
-        "attempts",
-        "finished_at",
         "fn",
         "id",
-        "kwargs",
         "priority",
-        "queued_at",
-        "started_at",
-        "state",
     )
 
     def __init__(
         self,
-        owner: _Owner,
         job_id: int,
         fn: Callable[..., Any],
         args: tuple[Any, ...],
-        kwargs: Mapping[str, Any] | None,
         priority: int,
         opts: Options,
         queued_at: float,
+        extras: Extras | None = None,
     ) -> None:
-        self._owner = owner
         self.id = job_id
         self.fn = fn
         self.args = args
-        self.kwargs = kwargs
         self.priority = priority
         self._opts = opts
-        self.state = JobState.PENDING
-        self.attempts = 0
-        self.queued_at = queued_at
-        self.started_at: float | None = None
-        self.finished_at: float | None = None
+        self._state = _PENDING
+        self._attempts = 0
+        self._queued_at = queued_at
+        self._started_at: float | None = None
+        self._finished_at: float | None = None
         self._value: Any = None
-        # The traceback of a failure as it ended the job: re-raised with it every time, so
-        # that reading a failed result many times does not grow the traceback.
-        self._tb: TracebackType | None = None
-        # What stops this job when it is cancelled: the cancel scope, the worker task or the
-        # timer it runs or waits under; see Runtime._cancel_job.
-        self._hook: Any = None
-        # Set once a stop was asked for (JobCancelled or JobTimeout); a stop request wins
-        # over whatever the job does after it.
-        self._stop: AsyncworkersError | None = None
-        self._callbacks: list[Callable[[Job[T]], object]] | None = None
+        # The done-callbacks, and the futures of the tasks awaiting the job.
+        self._callbacks: list[Callable[[Job[T]], object] | asyncio.Future[None]] | None = None
+        self._extras = extras
 
     # -- what a user reads --------------------------------------------------------------
+
+    @property
+    def state(self) -> JobState:
+        """Where the job is in its life; the last three states are final."""
+        return self._state
+
+    @property
+    def attempts(self) -> int:
+        """How many times the job has started (retries included)."""
+        return self._attempts
+
+    @property
+    def queued_at(self) -> float:
+        """When the job was queued (``time.monotonic()``; for a retry, when it was requeued)."""
+        return self._queued_at
+
+    @property
+    def started_at(self) -> float | None:
+        """When the job's last attempt started, None before."""
+        return self._started_at
+
+    @property
+    def finished_at(self) -> float | None:
+        """When the job finished, None before."""
+        return self._finished_at
+
+    @property
+    def kwargs(self) -> Mapping[str, Any] | None:
+        """The keyword arguments (from a :class:`WorkUnit`), None when there are none."""
+        extras = self._extras
+        return None if extras is None else extras.kwargs
 
     @property
     def name(self) -> str:
@@ -173,39 +244,44 @@ class Job(Generic[T]):
 
     def done(self) -> bool:
         """True once the job is COMPLETED, FAILED or CANCELLED."""
-        return self.finished_at is not None
+        state = self._state
+        return state is not _PENDING and state is not _RUNNING
 
     def cancelled(self) -> bool:
-        return self.state is JobState.CANCELLED
+        """True once the job is CANCELLED."""
+        return self._state is _CANCELLED
 
     def result(self) -> T:
         """The job's return value; raises its exception, or ``InvalidStateError`` if not done."""
-        if self.finished_at is None:
-            raise asyncio.InvalidStateError(f"{self!r} has not finished")
-        if self.state is JobState.COMPLETED:
+        state = self._state
+        if state is _COMPLETED:
             return self._value  # type: ignore[no-any-return]
-        raise self._value.with_traceback(self._tb)
+        if state is _PENDING or state is _RUNNING:
+            raise asyncio.InvalidStateError(f"{self!r} has not finished")
+        raise self._reraise()
 
     def exception(self) -> BaseException | None:
         """The exception that ended the job (``JobCancelled`` if cancelled), None on success."""
-        if self.finished_at is None:
+        if not self.done():
             raise asyncio.InvalidStateError(f"{self!r} has not finished")
-        return None if self.state is JobState.COMPLETED else self._value
+        return None if self._state is _COMPLETED else self._value
 
     def cancel(self, reason: str | None = None) -> bool:
         """Cancel the job: a pending one never starts, a running one is stopped.
 
         Returns True if the job was pending or running, False if it had already finished.
+        Safe to call from any thread: from outside the runtime's loop the cancel is carried
+        out there, soon after.
         """
         if reason is not None and not isinstance(reason, str):
             raise TypeError(f"cancel(reason=...) must be a str or None, got {reason!r}")
-        return self._owner._cancel_job(self, reason)
+        return self._opts.owner._cancel_job(self, reason)
 
     def add_done_callback(self, fn: Callable[[Job[T]], object]) -> None:
         """Call ``fn(job)`` once the job finishes; at once if it already has."""
         if not callable(fn):
             raise TypeError(f"add_done_callback() needs a callable, got {fn!r}")
-        if self.finished_at is not None:
+        if self.done():
             call_logged(fn, self)
         elif self._callbacks is None:
             self._callbacks = [fn]
@@ -214,49 +290,106 @@ class Job(Generic[T]):
 
     async def wait(self) -> JobState:
         """Wait until the job finishes, whatever the outcome, and return its final state."""
-        if self.finished_at is None:
-            await self._future()
-        return self.state
+        if not self.done():
+            await self._waiter()
+        return self._state
 
     def __await__(self) -> Generator[Any, None, T]:
-        if self.finished_at is None:
-            # _future(), inlined: awaiting a handle is on the path of every awaited job.
-            loop = asyncio.get_running_loop()
-            if loop is not self._owner._loop:
-                raise RuntimeError(_foreign_loop(self))
-            future: asyncio.Future[None] = loop.create_future()
-            if self._callbacks is None:
-                self._callbacks = [_Wakeup(future)]
-            else:
-                self._callbacks.append(_Wakeup(future))
-            yield from future.__await__()
-        if self.state is JobState.COMPLETED:
+        state = self._state  # done(), inlined: awaiting is on the path of most jobs
+        if state is _PENDING or state is _RUNNING:
+            yield from self._waiter().__await__()
+            state = self._state
+        if state is _COMPLETED:
             return self._value  # type: ignore[no-any-return]
-        raise self._value.with_traceback(self._tb)
+        raise self._reraise()
 
     def __repr__(self) -> str:
         return (
-            f"<Job id={self.id} name={self.name!r} state={self.state.name} "
-            f"attempts={self.attempts}>"
+            f"<Job id={self.id} name={self.name!r} state={self._state.name} "
+            f"attempts={self._attempts}>"
         )
 
-    # -- what the runtime calls ---------------------------------------------------------
+    # -- the transitions (the runtime's, and only the runtime's) --------------------------
 
-    def _future(self) -> asyncio.Future[None]:
+    def _start(self, now: float) -> None:
+        """queued -> running: one more attempt begins."""
+        self._state = _RUNNING
+        self._attempts += 1
+        self._started_at = now
+
+    def _back_off(self, timer: asyncio.TimerHandle) -> None:
+        """running -> retry-wait: PENDING again, holding no worker until *timer* fires."""
+        self._state = _PENDING
+        self._extras_made().hook = timer
+
+    def _requeue(self, now: float) -> None:
+        """retry-wait -> queued: the backoff is over."""
+        self._extras_made().hook = None
+        self._queued_at = now
+
+    def _finish(self, state: JobState, value: Any, now: float) -> None:
+        """-> COMPLETED (value is the result), FAILED or CANCELLED (value is the error)."""
+        self._state = state
+        self._value = value
+        self._finished_at = now
+        if state is not _COMPLETED:
+            self._extras_made().tb = value.__traceback__
+
+    def _ask_to_stop(self, error: AsyncworkersError) -> Hook | None:
+        """Record a stop request and return the hook that carries it out, if any."""
+        extras = self._extras_made()
+        extras.stop = error
+        return extras.hook
+
+    # -- helpers ----------------------------------------------------------------------
+
+    @property
+    def _stop(self) -> AsyncworkersError | None:
+        """The stop request, if one was made."""
+        extras = self._extras
+        return None if extras is None else extras.stop
+
+    @property
+    def _hook(self) -> Hook | None:
+        extras = self._extras
+        return None if extras is None else extras.hook
+
+    def _set_hook(self, hook: Hook | None) -> None:
+        self._extras_made().hook = hook
+
+    def _extras_made(self) -> Extras:
+        extras = self._extras
+        if extras is None:
+            extras = self._extras = Extras()
+        return extras
+
+    def _reraise(self) -> BaseException:
+        """The stored failure, with the traceback it ended the job with."""
+        extras = self._extras
+        return self._value.with_traceback(None if extras is None else extras.tb)  # type: ignore[no-any-return]
+
+    def _waiter(self) -> asyncio.Future[None]:
         # A future per waiter, made only when someone waits: a cancelled waiter then
         # cancels its own future and never the others'.
         loop = asyncio.get_running_loop()
-        if loop is not self._owner._loop:
+        if loop is not self._opts.owner._loop:
             raise RuntimeError(_foreign_loop(self))
         future: asyncio.Future[None] = loop.create_future()
-        self.add_done_callback(_Wakeup(future))
+        if self._callbacks is None:
+            self._callbacks = [future]
+        else:
+            self._callbacks.append(future)
         return future
 
     def _run_callbacks(self) -> None:
+        """Wake the waiters and call the done-callbacks, in the order they came."""
         callbacks, self._callbacks = self._callbacks, None
-        if callbacks:
-            for fn in callbacks:
-                call_logged(fn, self)
+        for callback in callbacks or ():
+            if isinstance(callback, asyncio.Future):
+                if not callback.done():  # its waiter may have been cancelled
+                    callback.set_result(None)
+            else:
+                call_logged(callback, self)
 
 
 def _foreign_loop(job: Job[Any]) -> str:
@@ -265,19 +398,6 @@ def _foreign_loop(job: Job[Any]) -> str:
         "one (its wake-up would never reach this loop); from other threads use SyncRuntime, "
         "or asyncio.run_coroutine_threadsafe() onto the runtime's loop"
     )
-
-
-class _Wakeup:
-    """A done-callback that resolves one waiter's future."""
-
-    __slots__ = ("_future",)
-
-    def __init__(self, future: asyncio.Future[None]) -> None:
-        self._future = future
-
-    def __call__(self, job: Job[Any]) -> None:
-        if not self._future.done():
-            self._future.set_result(None)
 
 
 def _callable_name(fn: Callable[..., Any]) -> str:
