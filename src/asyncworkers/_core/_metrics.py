@@ -71,7 +71,7 @@ class Series:
     def trim(self) -> None:
         excess = len(self.samples) - WINDOW
         if excess > 0:
-            self._maximum = max(self._maximum, *self.samples[:excess])
+            self._maximum = max(self._maximum, max(self.samples[:excess]))
             self._total_trimmed += excess
             del self.samples[:excess]
             self._sorted, self._sorted_upto = [], 0

@@ -78,6 +78,7 @@ class Options:
         "metadata",
         "name",
         "owner",
+        "plain",
         "retry",
         "scoped",
         "timeout",
@@ -112,6 +113,8 @@ class Options:
         )
         # The rest of the coroutine jobs are awaited straight from the worker's loop.
         self.inline = kind == "async" and not self.scoped
+        # Nothing to do at the end but count: no token to unlink, no callback to call.
+        self.plain = token is None and callback is None
 
 
 class Owner(Protocol):

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-import itertools
 import logging
 import math
 import os
@@ -94,6 +93,10 @@ _LONGEST_BACKOFF: Final = 1e7
 _CO_COROUTINE: Final = inspect.CO_COROUTINE
 
 
+# What _intake_loop holds while the runtime takes no jobs.
+_NO_INTAKE: Final = object()
+
+
 class _Worker:
     """One worker coroutine's state: its own cancel scope and the job it runs now."""
 
@@ -153,7 +156,6 @@ class Runtime:
         self._state = _NEW
         self._paused = False
         self._queue = JobQueue()
-        self._ids = itertools.count(1)
         self._metrics = Recorder()
         self._backoff: set[Job[Any]] = set()  # jobs waiting out a retry backoff
         self._workers: set[_Worker] = set()
@@ -170,6 +172,10 @@ class Runtime:
 
         self._tg: TaskGroup | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # The loop submit_nowait takes jobs on: ours while the runtime is open, else a
+        # marker no running loop can be. One identity check serves both tests on the
+        # fast path; _not_open() tells them apart for the error.
+        self._intake_loop: object = _NO_INTAKE
         self._closed: anyio.Event | None = None
         self._thread_limiter: anyio.CapacityLimiter | None = None
         self._process_limiter: anyio.CapacityLimiter | None = None
@@ -191,6 +197,7 @@ class Runtime:
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self._state = _OPEN
+        self._intake_loop = self._loop
         self._spawn_workers()
         if self._signals is not None:
             self._signals.enter_body()  # entered last, left first
@@ -318,6 +325,7 @@ class Runtime:
 
     def _close_intake(self) -> None:
         self._state = _CLOSING
+        self._intake_loop = _NO_INTAKE
         _wake_all(self._room_waiters)
 
     # -- submitting ----------------------------------------------------------------------
@@ -358,7 +366,7 @@ class Runtime:
         ``priority``, ``timeout`` (seconds per attempt), ``retry``, ``token``, ``name``,
         ``callback`` (called with the result on success), ``metadata`` and ``kind``.
         """
-        if self._state is not _OPEN or _running_loop() is not self._loop:
+        if _running_loop() is not self._intake_loop:
             raise self._not_open()
         if options or priority.__class__ not in _PLAIN_INTS:
             checked = parse_options(self, fn, args, None, {"priority": priority, **options})
@@ -373,8 +381,9 @@ class Runtime:
         queue = self._queue
         if self._max_pending is not None and queue.pending >= self._max_pending:
             raise self._queue_full()
-        job: Job[Any] = Job(next(self._ids), fn, args, priority, opts, _now(), None)
-        self._metrics.submitted += 1
+        metrics = self._metrics
+        metrics.submitted = job_id = metrics.submitted + 1  # ids count the submitted jobs
+        job: Job[Any] = Job(job_id, fn, args, priority, opts, _now())
         queue.push(job)
         if self._idle:
             _wake_one(self._idle)
@@ -553,8 +562,9 @@ class Runtime:
         if self._max_pending is not None and self._queue.pending >= self._max_pending:
             raise self._queue_full()
         extras = None if kwargs is None else Extras(kwargs)
-        job: Job[Any] = Job(next(self._ids), fn, args, priority, opts, _now(), extras)
-        self._metrics.submitted += 1
+        metrics = self._metrics
+        metrics.submitted = job_id = metrics.submitted + 1  # ids count the submitted jobs
+        job: Job[Any] = Job(job_id, fn, args, priority, opts, _now(), extras)
         token = opts.token
         if token is not None:
             assert self._loop is not None
@@ -741,6 +751,7 @@ class Runtime:
         set_current_job = _current_job.set
         metrics = self._metrics
         wait_samples = metrics.wait_time.samples
+        run_samples = metrics.run_time.samples
         assert self._loop is not None
         new_future = self._loop.create_future
         idle = self._idle
@@ -763,7 +774,7 @@ class Runtime:
             if room_waiters:
                 _wake_one(room_waiters)
             worker.job = job
-            # Job._start(), inlined: queued -> running.
+            # start: queued -> running (see Job).
             job._state = _RUNNING
             job._attempts += 1
             job._started_at = started = _now()
@@ -792,7 +803,21 @@ class Runtime:
                 else:
                     extras = job._extras
                     if extras is None or extras.stop is None:
-                        self._end(job, _COMPLETED, value)
+                        # _end(job, _COMPLETED, value), inlined for the common case: a
+                        # call here costs as much as all of the rest of _end.
+                        now = _now()
+                        run_samples.append(now - started)
+                        job._state = _COMPLETED
+                        job._value = value
+                        job._finished_at = now
+                        metrics.completed += 1
+                        if (
+                            not opts.plain
+                            or job._callbacks is not None
+                            or self._hooks
+                            or self._join_waiters
+                        ):
+                            self._after_end(job, _COMPLETED, value)
                     else:  # the job swallowed its cancellation; the stop still wins
                         if extras.hook is INJECTED:
                             task.uncancel()
@@ -946,8 +971,7 @@ class Runtime:
         now = _now()
         metrics = self._metrics
         if job._state is _RUNNING:  # trimmed by the workers (see _work)
-            metrics.run_time.samples.append(now - job._started_at)  # type: ignore[operator]
-        # Job._finish(), inlined: -> COMPLETED, FAILED or CANCELLED.
+            metrics.run_time.samples.append(now - job._started_at)
         job._state = state
         job._value = value
         job._finished_at = now
@@ -959,20 +983,26 @@ class Runtime:
                 metrics.failed += 1
             else:
                 metrics.cancelled += 1
+        self._after_end(job, state, value)
+
+    def _after_end(self, job: Job[Any], state: JobState, value: Any) -> None:
+        """What follows a job's end: its token, join() waiters, then the user's code (the
+        callback, the done-callbacks and waiters of the handle, the hooks)."""
         opts = job._opts
-        if opts.token is not None:
+        if not opts.plain and opts.token is not None:
             opts.token._unlink(job)
         # The runtime's own bookkeeping is done before any user code runs, so that a
         # KeyboardInterrupt from a hook cannot lose a join() wake-up.
         if self._join_waiters and not self._unfinished():
             waiters, self._join_waiters = self._join_waiters, []
             _wake_all(waiters)
-        if state is _COMPLETED and opts.callback is not None:
+        if not opts.plain and state is _COMPLETED and opts.callback is not None:
             call_logged(opts.callback, value)
         if job._callbacks is not None:
             job._run_callbacks()
-        for hook in self._hooks:  # a tuple: a hook that removes itself changes no loop
-            call_logged(hook, job)
+        if hooks := self._hooks:  # a tuple: a hook that removes itself changes no loop
+            for hook in hooks:
+                call_logged(hook, job)
 
     # -- cancelling ----------------------------------------------------------------------
 

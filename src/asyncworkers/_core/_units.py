@@ -142,15 +142,17 @@ class Job(Generic[T]):
 
     Handles are made by the runtime, never by hand, and belong to the runtime's event loop:
     call their methods from that loop's thread, except :meth:`cancel`, which any thread may
-    call. Its state, attempts and timings are read-only; the runtime changes them through
-    the transitions below, and only through them::
+    call. Its state, attempts and timings are read-only to users. The runtime moves a job
+    through these transitions, each written in one place::
 
-        queued --_start()--> running --_finish()--> COMPLETED | FAILED | CANCELLED
-          ^                     |
-          +---_requeue()----- retry-wait (_back_off(): PENDING, holding no worker)
+        queued ---start---> running ---end---> COMPLETED | FAILED | CANCELLED
+          ^                    |
+          +---_requeue()--- retry-wait (_back_off(): PENDING again, holding no worker)
 
-    A queued or waiting job may also be finished at once (cancelled, or refused by a
-    cancelled token).
+    *start* is the worker's (``Runtime._work``: attempts + 1, ``started_at``); *end* is
+    ``Runtime._end`` (with its inlined twin for a job that simply completed, in the same
+    worker loop), which also ends a queued or waiting job that is cancelled. A stop request
+    (:meth:`_ask_to_stop`) does not change the state: the job ends when it stops.
     """
 
     __slots__ = (
@@ -187,9 +189,12 @@ class Job(Generic[T]):
         self._state = _PENDING
         self._attempts = 0
         self._queued_at = queued_at
-        self._started_at: float | None = None
-        self._finished_at: float | None = None
-        self._value: Any = None
+        # _started_at, _finished_at and _value stay unset until the transition that sets
+        # them (start, end): three stores fewer per job, and nothing reads them before but
+        # the properties below, which say None.
+        self._started_at: float
+        self._finished_at: float
+        self._value: Any
         # The done-callbacks, and the futures of the tasks awaiting the job.
         self._callbacks: list[Callable[[Job[T]], object] | asyncio.Future[None]] | None = None
         self._extras = extras
@@ -214,12 +219,12 @@ class Job(Generic[T]):
     @property
     def started_at(self) -> float | None:
         """When the job's last attempt started, None before."""
-        return self._started_at
+        return getattr(self, "_started_at", None)
 
     @property
     def finished_at(self) -> float | None:
         """When the job finished, None before."""
-        return self._finished_at
+        return getattr(self, "_finished_at", None)
 
     @property
     def kwargs(self) -> Mapping[str, Any] | None:
@@ -296,11 +301,12 @@ class Job(Generic[T]):
 
     def __await__(self) -> Generator[Any, None, T]:
         state = self._state  # done(), inlined: awaiting is on the path of most jobs
-        if state is _PENDING or state is _RUNNING:
-            yield from self._waiter().__await__()
-            state = self._state
         if state is _COMPLETED:
             return self._value  # type: ignore[no-any-return]
+        if state is _PENDING or state is _RUNNING:
+            yield from self._waiter().__await__()
+            if self._state is _COMPLETED:
+                return self._value  # type: ignore[no-any-return]
         raise self._reraise()
 
     def __repr__(self) -> str:
@@ -311,12 +317,6 @@ class Job(Generic[T]):
 
     # -- the transitions (the runtime's, and only the runtime's) --------------------------
 
-    def _start(self, now: float) -> None:
-        """queued -> running: one more attempt begins."""
-        self._state = _RUNNING
-        self._attempts += 1
-        self._started_at = now
-
     def _back_off(self, timer: asyncio.TimerHandle) -> None:
         """running -> retry-wait: PENDING again, holding no worker until *timer* fires."""
         self._state = _PENDING
@@ -326,14 +326,6 @@ class Job(Generic[T]):
         """retry-wait -> queued: the backoff is over."""
         self._extras_made().hook = None
         self._queued_at = now
-
-    def _finish(self, state: JobState, value: Any, now: float) -> None:
-        """-> COMPLETED (value is the result), FAILED or CANCELLED (value is the error)."""
-        self._state = state
-        self._value = value
-        self._finished_at = now
-        if state is not _COMPLETED:
-            self._extras_made().tb = value.__traceback__
 
     def _ask_to_stop(self, error: AsyncworkersError) -> Hook | None:
         """Record a stop request and return the hook that carries it out, if any."""
