@@ -23,7 +23,7 @@ import anyio.to_thread
 from anyio import BrokenWorkerProcess
 
 from ._exceptions import JobCancelled, WorkerCrashed
-from ._units import Job, Kind
+from ._units import Job, Kind, _current_job
 
 __all__ = [
     "JobRaised",
@@ -140,6 +140,9 @@ _HELD: Final = _Held()
 def _run_in_thread(job: Job[Any]) -> Any:
     if job._stop is not None:  # stopped on its way to the thread
         raise job._stop
+    # This thread runs in a copy of the worker's context: name the job itself there, so
+    # that current_job() stays this job even if the worker moves on (an abandoned thread).
+    _current_job.set(job)
     _job_threads[job] = threading.current_thread()
     try:
         if job.kwargs:

@@ -57,16 +57,15 @@ class JobQueue:
     def pop(self) -> Job[Any] | None:
         """The next PENDING job, or None; tombstones met on the way are dropped."""
         heap = self._heap
-        levels = self._levels
         while heap:
-            level = levels[-heap[0]]
+            level = self._levels[-heap[0]]
             while level:
                 job = level.popleft()
                 if job._state is _PENDING:
                     self.pending -= 1
                     return job
                 self._tombstones -= 1
-            del levels[-heapq.heappop(heap)]
+            del self._levels[-heapq.heappop(heap)]
         return None
 
     def discard(self, job: Job[Any]) -> None:

@@ -53,7 +53,18 @@ from ._options import (
 from ._queue import JobQueue
 from ._retry import Retry
 from ._signals import SignalDrain
-from ._units import INJECTED, Extras, Job, JobState, Priority, WorkUnit, _current_job, call_logged
+from ._units import (
+    INJECTED,
+    Extras,
+    Job,
+    JobState,
+    Priority,
+    Seat,
+    WorkUnit,
+    _current_job,
+    call_logged,
+    current_job,
+)
 from ._validate import check_count, check_seconds
 
 __all__ = ["Runtime"]
@@ -97,13 +108,13 @@ _CO_COROUTINE: Final = inspect.CO_COROUTINE
 _NO_INTAKE: Final = object()
 
 
-class _Worker:
+class _Worker(Seat):
     """One worker coroutine's state: its own cancel scope and the job it runs now."""
 
-    __slots__ = ("job", "scope", "task")
+    __slots__ = ("scope", "task")
 
     def __init__(self) -> None:
-        self.job: Job[Any] | None = None
+        super().__init__()
         self.scope: anyio.CancelScope | None = None
         self.task: asyncio.Task[Any] | None = None
 
@@ -596,7 +607,7 @@ class Runtime:
         return QueueFull(f"the queue is full: max_pending={self._max_pending} jobs are waiting")
 
     def _check_not_own_job(self, what: str) -> None:
-        job = _current_job.get()
+        job = current_job()
         if job is not None and job._opts.owner is self and not job.done():
             raise RuntimeError(
                 f"{what} called from inside one of this runtime's jobs ({job.name!r}) would "
@@ -748,7 +759,7 @@ class Runtime:
         queue = self._queue
         task = worker.task = asyncio.current_task()
         assert task is not None
-        set_current_job = _current_job.set
+        _current_job.set(worker)  # current_job() is the job in this seat (see Seat)
         metrics = self._metrics
         wait_samples = metrics.wait_time.samples
         run_samples = metrics.run_time.samples
@@ -761,10 +772,7 @@ class Runtime:
             job = None if self._paused else queue.pop()
             if job is None:
                 # Park until a submit (or resume, resize, stop) wakes us; inline, because a
-                # helper coroutine here would be paid on every idle wake. The last job's
-                # handle goes first: an idle worker must not keep a finished job (and all
-                # its callable captured) alive.
-                set_current_job(None)
+                # helper coroutine here would be paid on every idle wake.
                 streak = 0
                 metrics.trim_if_due()
                 waiter = new_future()
@@ -779,7 +787,6 @@ class Runtime:
             job._attempts += 1
             job._started_at = started = _now()
             wait_samples.append(started - job._queued_at)
-            set_current_job(job)
             opts = job._opts
             if opts.inline:
                 # The hot path, kept in this loop: a helper coroutine per job costs as much

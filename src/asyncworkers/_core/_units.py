@@ -28,6 +28,7 @@ __all__ = [
     "JobState",
     "Kind",
     "Priority",
+    "Seat",
     "WorkUnit",
     "current_job",
 ]
@@ -88,12 +89,33 @@ class WorkUnit(Generic[T]):
             raise TypeError(f"WorkUnit(kwargs=...) keys must be str, got {bad[0]!r}")
 
 
-_current_job: ContextVar[Job[Any] | None] = ContextVar("asyncworkers_current_job", default=None)
+class Seat:
+    """Where a worker keeps the job it runs now (the runtime's workers are Seats)."""
+
+    __slots__ = ("job",)
+
+    def __init__(self) -> None:
+        self.job: Job[Any] | None = None
+
+
+# The current job, for current_job() and check_cancelled(): a worker task's context holds
+# its Seat, set once, and the job is the one in the seat; a thread job's context holds the
+# job itself. Setting a context variable per job would cost a job a twentieth of its price.
+_current_job: ContextVar[Job[Any] | Seat | None] = ContextVar(
+    "asyncworkers_current_job", default=None
+)
 
 
 def current_job() -> Job[Any] | None:
-    """The job whose code is running now (in its task or its thread), or None outside a job."""
-    return _current_job.get()
+    """The job whose code is running now (in its task or its thread), or None outside a job.
+
+    In a task or thread that a job started itself, it is the job that its worker runs now:
+    the job itself for as long as the job waits for what it started.
+    """
+    current = _current_job.get()
+    if current is None or type(current) is Job:
+        return current
+    return current.job  # type: ignore[union-attr]
 
 
 class Injected:
