@@ -815,16 +815,16 @@ class Runtime:
                         now = _now()
                         run_samples.append(now - started)
                         job._state = _COMPLETED
-                        job._value = value
+                        waiters, job._outcome = job._outcome, value
                         job._finished_at = now
                         metrics.completed += 1
                         if (
                             not opts.plain
-                            or job._callbacks is not None
+                            or waiters is not None
                             or self._hooks
                             or self._join_waiters
                         ):
-                            self._after_end(job, _COMPLETED, value)
+                            self._after_end(job, _COMPLETED, value, waiters)
                     else:  # the job swallowed its cancellation; the stop still wins
                         if extras.hook is INJECTED:
                             task.uncancel()
@@ -980,7 +980,7 @@ class Runtime:
         if job._state is _RUNNING:  # trimmed by the workers (see _work)
             metrics.run_time.samples.append(now - job._started_at)
         job._state = state
-        job._value = value
+        waiters, job._outcome = job._outcome, value
         job._finished_at = now
         if state is _COMPLETED:
             metrics.completed += 1
@@ -990,9 +990,11 @@ class Runtime:
                 metrics.failed += 1
             else:
                 metrics.cancelled += 1
-        self._after_end(job, state, value)
+        self._after_end(job, state, value, waiters)
 
-    def _after_end(self, job: Job[Any], state: JobState, value: Any) -> None:
+    def _after_end(
+        self, job: Job[Any], state: JobState, value: Any, waiters: list[Any] | None
+    ) -> None:
         """What follows a job's end: its token, join() waiters, then the user's code (the
         callback, the done-callbacks and waiters of the handle, the hooks)."""
         opts = job._opts
@@ -1001,12 +1003,12 @@ class Runtime:
         # The runtime's own bookkeeping is done before any user code runs, so that a
         # KeyboardInterrupt from a hook cannot lose a join() wake-up.
         if self._join_waiters and not self._unfinished():
-            waiters, self._join_waiters = self._join_waiters, []
-            _wake_all(waiters)
+            joiners, self._join_waiters = self._join_waiters, []
+            _wake_all(joiners)
         if not opts.plain and state is _COMPLETED and opts.callback is not None:
             call_logged(opts.callback, value)
-        if job._callbacks is not None:
-            job._run_callbacks()
+        if waiters is not None:
+            job._run_callbacks(waiters)
         if hooks := self._hooks:  # a tuple: a hook that removes itself changes no loop
             for hook in hooks:
                 call_logged(hook, job)

@@ -179,14 +179,13 @@ class Job(Generic[T]):
 
     __slots__ = (
         "_attempts",
-        "_callbacks",
         "_extras",
         "_finished_at",
         "_opts",
+        "_outcome",
         "_queued_at",
         "_started_at",
         "_state",
-        "_value",
         "args",
         "fn",
         "id",
@@ -211,14 +210,15 @@ class Job(Generic[T]):
         self._state = _PENDING
         self._attempts = 0
         self._queued_at = queued_at
-        # _started_at, _finished_at and _value stay unset until the transition that sets
-        # them (start, end): three stores fewer per job, and nothing reads them before but
-        # the properties below, which say None.
+        # _started_at and _finished_at stay unset until the transition that sets them
+        # (start, end): stores saved on every job, and nothing reads them before but the
+        # properties below, which say None.
         self._started_at: float
         self._finished_at: float
-        self._value: Any
-        # The done-callbacks, and the futures of the tasks awaiting the job.
-        self._callbacks: list[Callable[[Job[T]], object] | asyncio.Future[None]] | None = None
+        # One slot for two things that never coexist, to keep the handle small: until the
+        # job ends, its done-callbacks and the futures of the tasks awaiting it (a list, or
+        # None); from then on, its result or its exception.
+        self._outcome: Any = None
         self._extras = extras
 
     # -- what a user reads --------------------------------------------------------------
@@ -282,7 +282,7 @@ class Job(Generic[T]):
         """The job's return value; raises its exception, or ``InvalidStateError`` if not done."""
         state = self._state
         if state is _COMPLETED:
-            return self._value  # type: ignore[no-any-return]
+            return self._outcome  # type: ignore[no-any-return]
         if state is _PENDING or state is _RUNNING:
             raise asyncio.InvalidStateError(f"{self!r} has not finished")
         raise self._reraise()
@@ -291,7 +291,7 @@ class Job(Generic[T]):
         """The exception that ended the job (``JobCancelled`` if cancelled), None on success."""
         if not self.done():
             raise asyncio.InvalidStateError(f"{self!r} has not finished")
-        return None if self._state is _COMPLETED else self._value
+        return None if self._state is _COMPLETED else self._outcome
 
     def cancel(self, reason: str | None = None) -> bool:
         """Cancel the job: a pending one never starts, a running one is stopped.
@@ -310,10 +310,10 @@ class Job(Generic[T]):
             raise TypeError(f"add_done_callback() needs a callable, got {fn!r}")
         if self.done():
             call_logged(fn, self)
-        elif self._callbacks is None:
-            self._callbacks = [fn]
+        elif self._outcome is None:
+            self._outcome = [fn]
         else:
-            self._callbacks.append(fn)
+            self._outcome.append(fn)
 
     async def wait(self) -> JobState:
         """Wait until the job finishes, whatever the outcome, and return its final state."""
@@ -324,11 +324,11 @@ class Job(Generic[T]):
     def __await__(self) -> Generator[Any, None, T]:
         state = self._state  # done(), inlined: awaiting is on the path of most jobs
         if state is _COMPLETED:
-            return self._value  # type: ignore[no-any-return]
+            return self._outcome  # type: ignore[no-any-return]
         if state is _PENDING or state is _RUNNING:
             yield from self._waiter().__await__()
             if self._state is _COMPLETED:
-                return self._value  # type: ignore[no-any-return]
+                return self._outcome  # type: ignore[no-any-return]
         raise self._reraise()
 
     def __repr__(self) -> str:
@@ -380,7 +380,7 @@ class Job(Generic[T]):
     def _reraise(self) -> BaseException:
         """The stored failure, with the traceback it ended the job with."""
         extras = self._extras
-        return self._value.with_traceback(None if extras is None else extras.tb)  # type: ignore[no-any-return]
+        return self._outcome.with_traceback(None if extras is None else extras.tb)  # type: ignore[no-any-return]
 
     def _waiter(self) -> asyncio.Future[None]:
         # A future per waiter, made only when someone waits: a cancelled waiter then
@@ -389,16 +389,18 @@ class Job(Generic[T]):
         if loop is not self._opts.owner._loop:
             raise RuntimeError(_foreign_loop(self))
         future: asyncio.Future[None] = loop.create_future()
-        if self._callbacks is None:
-            self._callbacks = [future]
+        if self._outcome is None:
+            self._outcome = [future]
         else:
-            self._callbacks.append(future)
+            self._outcome.append(future)
         return future
 
-    def _run_callbacks(self) -> None:
-        """Wake the waiters and call the done-callbacks, in the order they came."""
-        callbacks, self._callbacks = self._callbacks, None
-        for callback in callbacks or ():
+    def _run_callbacks(
+        self, callbacks: list[Callable[[Job[T]], object] | asyncio.Future[None]]
+    ) -> None:
+        """Wake the waiters and call the done-callbacks (taken from the job as it ended), in
+        the order they came."""
+        for callback in callbacks:
             if isinstance(callback, asyncio.Future):
                 if not callback.done():  # its waiter may have been cancelled
                     callback.set_result(None)
