@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
-import functools
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator, Mapping
@@ -34,9 +33,11 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from ._bridges import check_picklable
 from ._exceptions import JobCancelled, QueueFull, RuntimeClosed
+from ._lifecycle import Lifecycle
 from ._metrics import Metrics
 from ._options import JobOptions, Options, parse_options, parse_unit, plain_options
 from ._runtime import Runtime
+from ._signals import uvloop_available
 from ._units import Job, JobState, Priority, WorkUnit, current_job
 from ._validate import check_count, check_seconds
 
@@ -47,7 +48,11 @@ A = TypeVar("A")
 Ts = TypeVarTuple("Ts")
 
 # Lifecycle of a SyncRuntime.
-_NEW, _STARTING, _OPEN, _CLOSING, _CLOSED = "new", "starting", "running", "closing", "closed"
+_NEW: Final = Lifecycle.NEW
+_STARTING: Final = Lifecycle.STARTING
+_OPEN: Final = Lifecycle.OPEN
+_CLOSING: Final = Lifecycle.CLOSING
+_CLOSED: Final = Lifecycle.CLOSED
 
 _COMPLETED: Final = JobState.COMPLETED
 _NORMAL: Final = int(Priority.NORMAL)
@@ -61,15 +66,6 @@ _LOOP_THREAD_ERROR: Final = (
     "{what} would block the event loop of this SyncRuntime, which runs the job that called "
     "it (a deadlock); in code running on that loop use the job's own awaits instead"
 )
-
-
-@functools.cache
-def _uvloop_available() -> bool:
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 class _JobFuture(Future[T]):
@@ -189,10 +185,10 @@ class SyncRuntime:
         use_uvloop: bool | None = None,
     ) -> None:
         if use_uvloop is None:
-            use_uvloop = _uvloop_available()
+            use_uvloop = uvloop_available()
         elif not isinstance(use_uvloop, bool):
             raise TypeError(f"use_uvloop must be a bool or None, got {use_uvloop!r}")
-        elif use_uvloop and not _uvloop_available():
+        elif use_uvloop and not uvloop_available():
             raise RuntimeError("use_uvloop=True, but uvloop is not installed")
         self._runtime = Runtime(
             workers,
@@ -207,7 +203,7 @@ class SyncRuntime:
         self._use_uvloop = use_uvloop
 
         self._lock = threading.Lock()
-        self._state = _NEW
+        self._state: Lifecycle = _NEW
         self._intake: list[_Item] = []
         self._scheduled = False  # a drain of the intake is scheduled on the loop
         self._stopped = threading.Event()  # set once the loop thread has ended
