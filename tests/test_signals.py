@@ -2,7 +2,9 @@
 
 Each scenario is a small program run in a child process on the asyncio or the uvloop loop.
 It prints ``ready`` once its jobs are running; the test then sends the signals and reads
-what the child reports on its way out.
+what the child reports on its way out. Jobs that must still be queued when the signal comes
+wait for ``drain_started``, an event the child sets when the runtime logs that it drains, so
+that no job can finish before the signal, however slow or fast the machine.
 """
 
 from __future__ import annotations
@@ -20,16 +22,28 @@ from pathlib import Path
 import pytest
 
 import asyncworkers as aw
+from _helpers import LOOPS
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
-LOOPS = ["asyncio", "uvloop"]
-
-# The child's prelude: run main() on the loop named in argv[1] and report the metrics.
+# The child's prelude: run main() on the loop named in argv[1] and report the metrics;
+# drain_started is set when a runtime logs that a signal started its drain.
 PRELUDE = """\
+import logging
 import sys
+import threading
 import anyio
 import asyncworkers as aw
+
+drain_started = threading.Event()
+
+class _WatchTheDrain(logging.StreamHandler):  # writes to stderr, as logging's default does
+    def emit(self, record):
+        super().emit(record)
+        if "received: draining" in record.getMessage():
+            drain_started.set()
+
+logging.getLogger("asyncworkers").addHandler(_WatchTheDrain())
 
 def report(rt):
     m = rt.metrics()
@@ -118,10 +132,8 @@ def test_first_signal_drains_every_queued_job_and_ends_the_block(
 ) -> None:
     child = spawn(
         """
-        import time
-
         def step(i):
-            time.sleep(0.02)  # blocking work in a thread
+            assert drain_started.wait(30)  # blocking work in a thread, until the signal
             return i
 
         async def main():
@@ -150,14 +162,20 @@ def test_first_signal_drains_every_queued_job_and_ends_the_block(
 def test_second_signal_cancels_what_is_left(spawn: Spawn, loop: str) -> None:
     child = spawn(
         """
+        started = []
+        both_started = anyio.Event()
+
         async def stuck():
+            started.append(1)
+            if len(started) == 2:
+                both_started.set()
             await anyio.sleep_forever()
 
         async def main():
             async with aw.Runtime(workers=2, handle_signals=True) as rt:
                 jobs = [rt.submit_nowait(stuck) for _ in range(5)]
-                while rt.metrics().running < 2:
-                    await anyio.sleep(0.001)
+                with anyio.fail_after(30):
+                    await both_started.wait()
                 print("ready", flush=True)
                 try:
                     await anyio.sleep_forever()
@@ -193,8 +211,8 @@ def test_the_drain_ends_at_the_shutdown_deadline(spawn: Spawn, loop: str) -> Non
         async def main():
             async with aw.Runtime(workers=4, handle_signals=True, shutdown_timeout=0.3) as rt:
                 rt.submit_nowait(stuck)
-                for _ in range(3):
-                    rt.submit_nowait(quick)
+                for job in [rt.submit_nowait(quick) for _ in range(3)]:
+                    await job  # done before the signal: only `stuck` is left to the drain
                 print("ready", flush=True)
                 await anyio.sleep_forever()
             report(rt)
@@ -214,10 +232,8 @@ def test_the_drain_ends_at_the_shutdown_deadline(spawn: Spawn, loop: str) -> Non
 def test_one_signal_drains_every_runtime_that_asked(spawn: Spawn, loop: str) -> None:
     child = spawn(
         """
-        import time
-
         def step(i):
-            time.sleep(0.01)
+            assert drain_started.wait(30)  # until the signal
             return i
 
         async def serve(name, task_status=anyio.TASK_STATUS_IGNORED):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import importlib.metadata
 import logging
 import threading
 import time
@@ -24,6 +25,7 @@ import pytest
 import asyncworkers as aw
 from _helpers import HANG_GUARD as GUARD
 from _helpers import START_TIMEOUTS, all_blocked, no_hang, state, wait_in_thread
+from asyncworkers._core._bridges import _HELD, _Held
 
 
 class Gate:
@@ -413,3 +415,90 @@ async def cancel_once_all_blocked(scope: anyio.CancelScope) -> None:
     """Cancel *scope* once every other task waits (here: once shutdown is draining)."""
     await all_blocked()
     scope.cancel()
+
+
+# -- the limiter handed to anyio: _Held ---------------------------------------------------------
+
+# What anyio's to_thread.run_sync does with the limiter it is given, in order, as _Held
+# (src/asyncworkers/_core/_bridges.py) relies on: enter it before the hop, exit it after, and
+# nothing else. _Held is a no-op limiter that never ran CapacityLimiter's __init__, so any
+# other use (acquire, release, a token count) would reach code that is not there.
+EXPECTED_LIMITER_USES = ["__aenter__", "the call", "__aexit__"]
+
+
+class RecordingLimiter(anyio.CapacityLimiter):
+    """A limiter that records every use made of it (as _Held, it never runs __init__)."""
+
+    def __new__(cls) -> RecordingLimiter:
+        return object.__new__(cls)
+
+    def __init__(self) -> None:
+        self.uses: list[str] = []
+
+    def __getattribute__(self, name: str) -> Any:
+        if name != "uses" and not name.startswith("__"):
+            object.__getattribute__(self, "uses").append(name)
+        return object.__getattribute__(self, name)
+
+    async def __aenter__(self) -> None:
+        self.uses.append("__aenter__")
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.uses.append("__aexit__")
+
+
+def limiter_usage_changed(uses: list[str], error: BaseException | None = None) -> str:
+    anyio_version = importlib.metadata.version("anyio")
+    return (
+        f"anyio {anyio_version} changed how to_thread.run_sync uses its limiter: expected "
+        f"{EXPECTED_LIMITER_USES}, got {uses}"
+        + (f" and {error!r}" if error is not None else "")
+        + ". asyncworkers' _Held (_core/_bridges.py) is a no-op limiter built on the old "
+        "usage: check it provides every use now made, then update EXPECTED_LIMITER_USES."
+    )
+
+
+@pytest.mark.parametrize("ending", ["returns", "cancelled"])
+async def test_anyio_uses_the_thread_limiter_only_as_held_expects(ending: str) -> None:
+    limiter = RecordingLimiter()
+    entered, release = threading.Event(), threading.Event()
+
+    def call() -> None:
+        limiter.uses.append("the call")
+        entered.set()
+        assert release.wait(GUARD), "never released"
+
+    try:
+        with no_hang():
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(
+                    functools.partial(
+                        anyio.to_thread.run_sync, call, limiter=limiter, abandon_on_cancel=True
+                    )
+                )
+                await wait_in_thread(entered)
+                if ending == "cancelled":  # as the last phase of a shutdown does
+                    tg.cancel_scope.cancel()
+                else:
+                    release.set()
+    except Exception as exc:
+        pytest.fail(limiter_usage_changed(limiter.uses, exc))
+    finally:
+        release.set()
+    assert limiter.uses == EXPECTED_LIMITER_USES, limiter_usage_changed(limiter.uses)
+
+
+def test_held_provides_every_use_anyio_makes_of_a_limiter() -> None:
+    missing = [use for use in EXPECTED_LIMITER_USES if use != "the call" and use not in vars(_Held)]
+    assert missing == [], f"_Held does not define {missing} itself"
+    held = _Held()
+    assert isinstance(held, anyio.CapacityLimiter)  # the type anyio's signature asks for
+
+
+async def test_held_is_a_limiter_anyio_accepts_and_that_limits_nothing() -> None:
+    loop_thread = threading.get_ident()
+    with no_hang():
+        idents = [
+            await anyio.to_thread.run_sync(threading.get_ident, limiter=_HELD) for _ in range(3)
+        ]
+    assert loop_thread not in idents
