@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import anyio
+import pytest
 import uvloop
 
 import asyncworkers as aw
@@ -37,6 +38,13 @@ HANG_GUARD = 30.0
 # attempt started in time. An attempt whose timeout came first ended FAILED with JobTimeout
 # without running its function, which the test checks too; then it tries the next one.
 START_TIMEOUTS: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0)
+
+
+def start_timeouts() -> Iterator[float]:
+    """START_TIMEOUTS in turn, for a loop that breaks once an attempt started in time; the
+    test fails if the loop asks for more."""
+    yield from START_TIMEOUTS
+    pytest.fail(f"no attempt started within its timeout, the last one {START_TIMEOUTS[-1]} s")
 
 
 @contextmanager
