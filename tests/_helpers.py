@@ -32,6 +32,8 @@ LOOPS: tuple[str, ...] = tuple(LOOP_FACTORIES)
 
 # Converts a wait that never ends into a failure; never an assertion about speed.
 HANG_GUARD = 30.0
+# The same for a child Python process, whose start-up alone takes seconds on a loaded machine.
+SUBPROCESS_GUARD = 60.0
 
 # For a timeout that must fire only after a thread (or a process) has started the job: how
 # long a start takes depends on the machine's load, so a test tries these in turn until an
@@ -117,6 +119,11 @@ class Failing:
     async def run(self, message: str = "boom") -> None:
         self.failed.set()
         raise Boom(message)
+
+
+async def loop_module() -> str:
+    """The module of the running loop's class: ``asyncio...`` or ``uvloop``."""
+    return type(asyncio.get_running_loop()).__module__
 
 
 async def double(x: int) -> int:

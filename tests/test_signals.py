@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 import asyncworkers as aw
-from _helpers import LOOPS
+from _helpers import HANG_GUARD, LOOPS, SUBPROCESS_GUARD, loop_module
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
@@ -72,7 +72,7 @@ class Child:
         assert self.proc.stdout is not None
         self._selector.register(self.proc.stdout, selectors.EVENT_READ)
 
-    def read_line(self, timeout: float = 20.0) -> str:
+    def read_line(self, timeout: float = SUBPROCESS_GUARD) -> str:
         """The child's next stdout line; fails the test rather than hang."""
         assert self.proc.stdout is not None
         if not self._selector.select(timeout):
@@ -87,7 +87,7 @@ class Child:
     def send(self, signum: signal.Signals) -> None:
         self.proc.send_signal(signum)
 
-    def finish(self, timeout: float = 20.0) -> tuple[int, str, str]:
+    def finish(self, timeout: float = SUBPROCESS_GUARD) -> tuple[int, str, str]:
         """Exit code, remaining stdout and stderr of the child."""
         try:
             out, err = self.proc.communicate(timeout=timeout)
@@ -287,9 +287,6 @@ def test_without_handle_signals_sigterm_keeps_its_default(spawn: Spawn, loop: st
 
 
 def test_run_uses_uvloop_when_installed() -> None:
-    async def loop_module() -> str:
-        return type(asyncio.get_running_loop()).__module__
-
     assert aw.run(loop_module).startswith("uvloop")
 
 
@@ -329,7 +326,7 @@ def test_handle_signals_outside_the_main_thread_is_a_clear_error() -> None:
 
     thread = threading.Thread(target=in_thread)
     thread.start()
-    thread.join(timeout=20)
+    thread.join(timeout=HANG_GUARD)
     assert not thread.is_alive()
     assert len(errors) == 1
     assert isinstance(errors[0], RuntimeError)
@@ -354,4 +351,4 @@ def test_the_child_helper_notices_a_silent_child(spawn: Spawn) -> None:
     child = spawn("import time\ntime.sleep(30)\n", "asyncio")
     with pytest.raises(pytest.fail.Exception, match="no output"):
         child.read_line(timeout=0.2)
-    assert child.proc.wait(timeout=10) == -signal.SIGKILL
+    assert child.proc.wait(timeout=SUBPROCESS_GUARD) == -signal.SIGKILL

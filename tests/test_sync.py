@@ -26,7 +26,7 @@ import pytest
 
 import asyncworkers as aw
 from _helpers import HANG_GUARD as HANG
-from _helpers import LOOPS, double
+from _helpers import LOOPS, double, loop_module
 
 
 @pytest.fixture(params=LOOPS)
@@ -59,10 +59,6 @@ def new_threads_end(before: set[threading.Thread]) -> list[threading.Thread]:
 
 def triple(x: int) -> int:
     return 3 * x
-
-
-async def loop_module() -> str:
-    return type(asyncio.get_running_loop()).__module__
 
 
 async def fail_async(message: str) -> None:
