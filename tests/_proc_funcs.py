@@ -3,12 +3,17 @@
 A process job's function is pickled by reference (module and name), so its worker process
 must be able to import it: these live in a module of their own, importable in the child
 because anyio's worker starts with the parent's ``sys.path`` (where pytest put ``tests/``).
+
+A child tells the test that it runs, and who it is, by calling the test's listener on
+127.0.0.1 (``call_then_*``), and may then wait on that line for the test's go-ahead: the
+test waits for events, never polls.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -41,33 +46,29 @@ def kill_self() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def write_pid_then_sleep(path: str, seconds: float) -> str:
-    """Tell the parent who we are, then be slow work that only a kill cuts short."""
-    _write(Path(path), str(os.getpid()))
+def call_then_sleep(port: int, seconds: float) -> str:
+    """Tell the test who we are, then be slow work that only a kill cuts short."""
+    _call(port).close()
     time.sleep(seconds)
     return "slept"
 
 
-def write_pid_then_wait_for(path: str, release: str, guard: float) -> str:
-    """Tell the parent who we are, then wait (polling, with a bound) for its go-ahead file."""
-    _write(Path(path), str(os.getpid()))
-    deadline = time.monotonic() + guard
-    while not os.path.exists(release):
-        if time.monotonic() > deadline:
+def call_then_wait(port: int, guard: float) -> str:
+    """Tell the test who we are, then wait (at most *guard* seconds) for its go-ahead."""
+    with _call(port) as line:
+        line.settimeout(guard)
+        try:
+            reply = line.recv(16)
+        except TimeoutError:
             return "never released"
-        time.sleep(0.005)
-    return "released"
+    return "released" if reply == b"go" else f"unexpected reply {reply!r}"
 
 
-def rendezvous(directory: str, name: str, count: int, guard: float) -> bool:
-    """Arrive (a file named *name*), then wait until *count* jobs have: True if they did."""
-    _write(Path(directory) / name, str(os.getpid()))
-    deadline = time.monotonic() + guard
-    while len(list(Path(directory).glob("*.here"))) < count:
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
+def _call(port: int) -> socket.socket:
+    """Connect to the test's listener on 127.0.0.1:*port* and send our pid (one line)."""
+    line = socket.create_connection(("127.0.0.1", port))
+    line.sendall(f"{os.getpid()}\n".encode())
+    return line
 
 
 def touch(path: str) -> str:

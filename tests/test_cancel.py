@@ -302,7 +302,8 @@ async def test_scope_cancels_the_block_and_code_after_it_runs() -> None:
         trace.append("still running")
 
     task = asyncio.create_task(body())
-    await entered.wait()
+    with no_hang():
+        await entered.wait()
     token.cancel()
     with no_hang():
         await task
@@ -321,7 +322,8 @@ async def test_scope_cancelled_from_another_thread() -> None:
         return scope.cancelled_caught
 
     task = asyncio.create_task(body())
-    await entered.wait()
+    with no_hang():
+        await entered.wait()
     thread = threading.Thread(target=token.cancel)
     thread.start()
     with no_hang():
@@ -363,7 +365,8 @@ async def test_scope_of_a_child_token_is_cancelled_by_the_parent() -> None:
         return scope.cancelled_caught
 
     task = asyncio.create_task(body())
-    await entered.wait()
+    with no_hang():
+        await entered.wait()
     parent.cancel()
     with no_hang():
         assert await task is True

@@ -8,10 +8,11 @@ import sys
 
 import pytest
 
+from _helpers import SUBPROCESS_GUARD
 from asyncworkers.cli import build_parser, main
 
 
-def run_cli(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str, timeout: float = SUBPROCESS_GUARD) -> subprocess.CompletedProcess[str]:
     """Run ``python -m asyncworkers *args`` with piped output (no TTY), as CI does."""
     env = {**os.environ, "COLUMNS": "120", "NO_COLOR": "1"}
     return subprocess.run(

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 import asyncworkers as aw
+from _helpers import SUBPROCESS_GUARD
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -66,7 +67,7 @@ def run_example(block: Block, directory: Path) -> subprocess.CompletedProcess[st
         [sys.executable, str(script)],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=SUBPROCESS_GUARD,
         cwd=directory,
         stdin=subprocess.DEVNULL,
         check=False,

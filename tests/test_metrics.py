@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 
 import pytest
 
 import asyncworkers as aw
-from _helpers import double, no_hang
+from _helpers import Blocker, double, fail, no_hang
 from asyncworkers._core._metrics import WINDOW, Recorder, Series
-
-
-async def fail() -> None:
-    raise ValueError("failed on purpose")
-
-
-async def blocker(started: asyncio.Event, release: asyncio.Event) -> None:
-    started.set()
-    await release.wait()
 
 
 def assert_ordered(latency: aw.Latency) -> None:
@@ -126,15 +116,16 @@ async def test_counters_after_a_mix_of_outcomes() -> None:
 
 
 async def test_running_pending_and_workers_are_live() -> None:
-    started, release = asyncio.Event(), asyncio.Event()
+    holder = Blocker()
     async with aw.Runtime(1) as rt:
-        rt.submit_nowait(blocker, started, release)
-        await started.wait()
+        rt.submit_nowait(holder.run)
+        with no_hang():
+            await holder.started.wait()
         rt.submit_nowait(double, 1)
         rt.submit_nowait(double, 2)
         m = rt.metrics()
         assert (m.running, m.pending, m.workers, m.submitted) == (1, 2, 1, 3)
-        release.set()
+        holder.release.set()
         with no_hang():
             assert await rt.join()
         m = rt.metrics()

@@ -1,8 +1,10 @@
 """Runtime: construction, submitting, priorities, control, shutdown, cancellation, failures.
 
-Every wait on the runtime is guarded by ``no_hang()``; synchronisation is by events and
-bounded ``sleep(0)`` rounds, never by sleeping. The few real timeouts below are the feature
-under test (a job's ``timeout=``, ``join(timeout=)``, ``shutdown(timeout=)``).
+Every wait on the runtime is guarded by ``no_hang()``; synchronisation is by events, by
+awaiting jobs, and by ``anyio.wait_all_tasks_blocked()`` (``all_blocked()``, to see that
+something did not happen), never by sleeping or counting loop turns. The few real timeouts
+below are the feature under test (a job's ``timeout=``, ``join(timeout=)``,
+``shutdown(timeout=)``), and each one is meant to fire.
 """
 
 from __future__ import annotations
@@ -21,26 +23,27 @@ import anyio
 import pytest
 
 import asyncworkers as aw
-from _helpers import Blocker, Boom, double, forever, no_hang, settle, until_blocked
+from _helpers import (
+    Blocker,
+    Boom,
+    Failing,
+    all_blocked,
+    double,
+    fail,
+    forever,
+    no_hang,
+    start_timeouts,
+    state,
+    state_of,
+    until_blocked,
+    wait_in_thread,
+)
 from asyncworkers._core._options import Options
 from asyncworkers._core._queue import JobQueue
 
 
-async def fail(message: str = "boom") -> None:
-    raise Boom(message)
-
-
 def plain_add(a: int, b: int) -> int:
     return a + b
-
-
-def state_of(jobs: list[aw.Job[Any]]) -> list[aw.JobState]:
-    return [job.state for job in jobs]
-
-
-def state(job: aw.Job[Any]) -> aw.JobState:
-    """The state now (a call, so that mypy does not narrow it across the runtime's steps)."""
-    return job.state
 
 
 # -- construction and bad input ---------------------------------------------------------
@@ -361,18 +364,20 @@ async def test_queue_full_from_submit_nowait_and_enqueue() -> None:
 
 async def test_map_yields_in_input_order_even_when_jobs_finish_out_of_order() -> None:
     finished: list[int] = []
+    ended = [asyncio.Event() for _ in range(10)]
 
-    async def slower_first(i: int) -> int:
-        for _ in range(3 * (10 - i)):  # earlier items take more loop rounds
-            await asyncio.sleep(0)
+    async def after_the_next_one(i: int) -> int:
+        if i + 1 < len(ended):  # each item waits for the next: they end in reverse order
+            await ended[i + 1].wait()
         finished.append(i)
+        ended[i].set()
         return i * i
 
     async with aw.Runtime(10) as rt:
         with no_hang():
-            results = [value async for value in rt.map(slower_first, range(10))]
+            results = [value async for value in rt.map(after_the_next_one, range(10), window=10)]
     assert results == [i * i for i in range(10)]
-    assert finished != sorted(finished)  # the order really was restored
+    assert finished == list(reversed(range(10)))  # the order really was restored
 
 
 async def test_map_keeps_at_most_window_jobs_in_flight() -> None:
@@ -460,7 +465,7 @@ async def test_one_worker_runs_in_priority_order_fifo_within_a_level() -> None:
         for i, priority in enumerate(priorities):
             rt.submit_nowait(record, i, priority=priority)
         with no_hang():
-            await settle()
+            await all_blocked()
             assert order == []
             rt.resume()
             assert await rt.join()
@@ -501,12 +506,12 @@ async def test_pause_keeps_running_jobs_and_holds_new_ones() -> None:
         assert rt.paused
         assert "paused=True" in repr(rt)
         held = rt.submit_nowait(double, 2)
-        await settle()
+        await all_blocked()
         assert held.state is aw.JobState.PENDING  # a free worker, but paused
         holder.release.set()
         with no_hang():
             assert await running == 1  # running jobs go on
-        await settle()
+        await all_blocked()
         assert held.state is aw.JobState.PENDING
         assert not await rt.join(timeout=0)
         rt.resume()
@@ -522,7 +527,7 @@ async def test_resize_up_runs_more_jobs_at_once() -> None:
         jobs = [rt.submit_nowait(b.run, i) for i, b in enumerate(blockers)]
         with no_hang():
             await blockers[0].started.wait()
-        await settle()
+        await all_blocked()
         assert state_of(jobs) == [aw.JobState.RUNNING, aw.JobState.PENDING, aw.JobState.PENDING]
         rt.resize(3)
         with no_hang():
@@ -544,20 +549,20 @@ async def test_resize_down_lets_running_jobs_finish_then_runs_fewer() -> None:
             for b in blockers:
                 await b.started.wait()
         rt.resize(1)
-        await settle()
+        await all_blocked()
         assert rt.metrics().workers == 3  # surplus workers leave after their current job
         assert state_of(jobs) == [aw.JobState.RUNNING] * 3
         for b in blockers:
             b.release.set()
         with no_hang():
             assert await rt.join()
-        await settle()
+        await all_blocked()
         assert rt.metrics().workers == 1
         later = [Blocker() for _ in range(2)]
         more = [rt.submit_nowait(b.run) for b in later]
         with no_hang():
             await later[0].started.wait()
-        await settle()
+        await all_blocked()
         assert state_of(more) == [aw.JobState.RUNNING, aw.JobState.PENDING]
         later[0].release.set()
         later[1].release.set()
@@ -568,11 +573,11 @@ async def test_resize_down_lets_running_jobs_finish_then_runs_fewer() -> None:
 async def test_resize_down_of_idle_workers() -> None:
     async with aw.Runtime(4) as rt:
         rt.resize(2)
-        await settle()
+        await all_blocked()
         assert rt.metrics().workers == 2
         rt.resize(2)
         rt.resize(5)
-        await settle()
+        await all_blocked()
         assert rt.metrics().workers == 5
         with no_hang():
             assert [v async for v in rt.map(double, range(10))] == [2 * i for i in range(10)]
@@ -770,7 +775,7 @@ async def test_runtime_closed_after_shutdown() -> None:
         with pytest.raises(aw.RuntimeClosed):
             async for _ in rt.map(double, [1]):
                 pass  # pragma: no cover
-        await settle()
+        await all_blocked()
         assert rt.metrics().workers == 0
         assert rt.metrics().submitted == 0
 
@@ -830,22 +835,32 @@ async def test_a_timeout_is_retried_with_retry() -> None:
 
 
 async def test_a_thread_job_times_out_at_check_cancelled() -> None:
-    entered = threading.Event()
+    stopped_by: list[aw.AsyncworkersError] = []
 
-    def spin() -> None:
+    def spin(entered: threading.Event) -> None:
         entered.set()
         stop = threading.Event()
         for _ in range(30_000):  # a bound, so a bug fails the test instead of hanging it
-            aw.check_cancelled()
+            try:
+                aw.check_cancelled()
+            except aw.AsyncworkersError as exc:
+                stopped_by.append(exc)
+                raise
             stop.wait(0.001)
         raise AssertionError("the timeout never reached check_cancelled()")
 
     async with aw.Runtime(1) as rt:
-        job = rt.submit_nowait(spin, timeout=0.01)
-        with no_hang():
-            assert await job.wait() is aw.JobState.FAILED
-        assert entered.is_set()
-        assert isinstance(job.exception(), aw.JobTimeout)
+        for timeout in start_timeouts():  # the timeout must fire after the thread started
+            entered = threading.Event()
+            job = rt.submit_nowait(spin, entered, timeout=timeout)
+            with no_hang():
+                assert await job.wait() is aw.JobState.FAILED
+            assert isinstance(job.exception(), aw.JobTimeout)
+            if entered.is_set():
+                break
+            assert stopped_by == []  # timed out before its thread started: never ran
+    assert len(stopped_by) == 1
+    assert isinstance(stopped_by[0], aw.JobTimeout)
 
 
 # -- tokens -------------------------------------------------------------------------------
@@ -955,8 +970,7 @@ async def test_a_token_cancels_a_thread_job_at_check_cancelled() -> None:
 
     async with aw.Runtime(1) as rt:
         job = rt.submit_nowait(spin, token=token)
-        with no_hang():
-            await anyio.to_thread.run_sync(entered.wait)
+        await wait_in_thread(entered)
         token.cancel("stop the thread")
         with no_hang():
             assert await job.wait() is aw.JobState.CANCELLED
@@ -968,12 +982,13 @@ async def test_a_token_cancels_a_thread_job_at_check_cancelled() -> None:
 
 async def test_token_cancel_during_a_retry_backoff() -> None:
     token = aw.CancellationToken()
+    failing = Failing()
     async with aw.Runtime(1) as rt:
-        job = rt.submit_nowait(fail, token=token, retry=aw.Retry(attempts=5, backoff=60))
+        job = rt.submit_nowait(failing.run, token=token, retry=aw.Retry(attempts=5, backoff=60))
         with no_hang():
-            while job.attempts == 0:
-                await asyncio.sleep(0)
-        await settle()
+            await failing.failed.wait()
+        await all_blocked()  # the failure is handled: the job waits out its backoff
+        assert job.attempts == 1
         assert state(job) is aw.JobState.PENDING  # backing off, holding no worker
         assert rt.metrics().pending == 1
         token.cancel()
@@ -1068,12 +1083,13 @@ async def test_a_job_that_swallows_its_cancellation_still_ends_cancelled() -> No
 
 
 async def test_a_job_cancelled_during_a_retry_backoff() -> None:
+    failing = Failing()
     async with aw.Runtime(1) as rt:
-        job = rt.submit_nowait(fail, retry=aw.Retry(attempts=3, backoff=60))
+        job = rt.submit_nowait(failing.run, retry=aw.Retry(attempts=3, backoff=60))
         with no_hang():
-            while job.attempts == 0:
-                await asyncio.sleep(0)
-        await settle()
+            await failing.failed.wait()
+        await all_blocked()  # the failure is handled: the job waits out its backoff
+        assert job.attempts == 1
         assert state(job) is aw.JobState.PENDING
         assert job.cancel() is True
         assert state(job) is aw.JobState.CANCELLED
@@ -1095,8 +1111,7 @@ async def test_cancel_a_thread_job_at_check_cancelled() -> None:
 
     async with aw.Runtime(1) as rt:
         job = rt.submit_nowait(spin)
-        with no_hang():
-            await anyio.to_thread.run_sync(entered.wait)
+        await wait_in_thread(entered)
         assert job.cancel("please stop") is True
         with no_hang():
             assert await job.wait() is aw.JobState.CANCELLED
@@ -1428,8 +1443,8 @@ async def test_metrics_after_mixed_outcomes() -> None:
         running = rt.submit_nowait(holder.run, token=token)
         with no_hang():
             await holder.started.wait()
-            while not (timed_out.done() and retried.done()):
-                await asyncio.sleep(0)
+            await timed_out.wait()
+            await retried.wait()
         rt.pause()
         pending = [rt.submit_nowait(double, 0) for _ in range(3)]
         late = rt.submit_nowait(double, 0, token=_cancelled_token())
@@ -1500,7 +1515,7 @@ async def test_leaving_the_block_on_an_exception_cancels_and_leaves_no_task() ->
             jobs.append(rt.submit_nowait(holder.run))
             jobs.append(rt.submit_nowait(forever, timeout=30))
             await holder.started.wait()
-            await settle()
+            await all_blocked()
             rt.pause()
             jobs.append(rt.submit_nowait(double, 1))
             assert state_of(jobs) == [aw.JobState.RUNNING, aw.JobState.RUNNING, aw.JobState.PENDING]
@@ -1510,7 +1525,7 @@ async def test_leaving_the_block_on_an_exception_cancels_and_leaves_no_task() ->
         await body()
     assert state_of(jobs) == [aw.JobState.CANCELLED] * 3
     assert holder.saw_cancel
-    await settle()
+    await all_blocked()
     assert asyncio.all_tasks() == before
 
 
@@ -1523,7 +1538,7 @@ async def test_cancelling_the_enclosing_scope_leaves_no_task() -> None:
             jobs.append(rt.submit_nowait(holder.run))
             jobs.append(rt.submit_nowait(forever, token=aw.CancellationToken()))
             await holder.started.wait()
-            await settle()
+            await all_blocked()
             rt.pause()
             jobs.append(rt.submit_nowait(double, 1))
             assert state_of(jobs) == [aw.JobState.RUNNING, aw.JobState.RUNNING, aw.JobState.PENDING]
@@ -1532,7 +1547,7 @@ async def test_cancelling_the_enclosing_scope_leaves_no_task() -> None:
     assert scope.cancelled_caught
     assert state_of(jobs) == [aw.JobState.CANCELLED] * 3
     assert holder.saw_cancel
-    await settle()
+    await all_blocked()
     assert asyncio.all_tasks() == before
 
 
@@ -1554,7 +1569,7 @@ async def test_cancelling_the_task_that_holds_the_runtime_leaves_no_task() -> No
     with no_hang(), pytest.raises(asyncio.CancelledError):
         await task
     assert state_of(jobs) == [aw.JobState.CANCELLED] * 2
-    await settle()
+    await all_blocked()
     assert asyncio.all_tasks() == before
 
 
@@ -1562,7 +1577,7 @@ async def test_the_enclosing_task_is_not_cancelled_by_leaving_the_block_normally
     holder = Blocker()
 
     async def release_soon() -> None:
-        await settle()
+        await all_blocked()
         holder.release.set()
 
     async with aw.Runtime(1) as rt:
@@ -1613,7 +1628,7 @@ async def test_a_worker_failing_between_jobs_is_restarted(
 ) -> None:
     original = JobQueue.pop
     async with aw.Runtime(1) as rt:
-        await settle()  # the worker is idle, waiting for work
+        await all_blocked()  # the worker is idle, waiting for work
         fails = [RuntimeError("queue bug")]
 
         def broken(queue: JobQueue) -> aw.Job[Any] | None:
@@ -1634,10 +1649,17 @@ async def test_jobs_that_never_suspend_do_not_starve_the_loop() -> None:
     # callers awaiting results) get turns while a long run of instant jobs drains.
     async with aw.Runtime(workers=1) as rt:
         jobs = [rt.submit_nowait(double, i) for i in range(1000)]
-        turns = 0
+        woke_before_the_end: dict[int, bool] = {}
+
+        async def await_job(i: int) -> None:
+            await jobs[i]
+            woke_before_the_end[i] = not jobs[-1].done()
+
+        # Callers awaiting jobs spread over the run: each must get its turn before the run
+        # has drained, which needs the worker to yield at least once per 250 jobs.
+        watched = [0, 250, 500, 750]
+        callers = [asyncio.create_task(await_job(i)) for i in watched]
         with no_hang():
-            while not jobs[-1].done():
-                turns += 1
-                await asyncio.sleep(0)
-        assert turns >= 5  # one worker step for all 1000 jobs would leave us 1 or 2 turns
+            await asyncio.gather(*callers)
+        assert woke_before_the_end == dict.fromkeys(watched, True)
         assert [await job for job in jobs] == [2 * i for i in range(1000)]

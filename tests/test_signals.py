@@ -2,7 +2,9 @@
 
 Each scenario is a small program run in a child process on the asyncio or the uvloop loop.
 It prints ``ready`` once its jobs are running; the test then sends the signals and reads
-what the child reports on its way out.
+what the child reports on its way out. Jobs that must still be queued when the signal comes
+wait for ``drain_started``, an event the child sets when the runtime logs that it drains, so
+that no job can finish before the signal, however slow or fast the machine.
 """
 
 from __future__ import annotations
@@ -20,16 +22,28 @@ from pathlib import Path
 import pytest
 
 import asyncworkers as aw
+from _helpers import HANG_GUARD, LOOPS, SUBPROCESS_GUARD, loop_module
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
-LOOPS = ["asyncio", "uvloop"]
-
-# The child's prelude: run main() on the loop named in argv[1] and report the metrics.
+# The child's prelude: run main() on the loop named in argv[1] and report the metrics;
+# drain_started is set when a runtime logs that a signal started its drain.
 PRELUDE = """\
+import logging
 import sys
+import threading
 import anyio
 import asyncworkers as aw
+
+drain_started = threading.Event()
+
+class _WatchTheDrain(logging.StreamHandler):  # writes to stderr, as logging's default does
+    def emit(self, record):
+        super().emit(record)
+        if "received: draining" in record.getMessage():
+            drain_started.set()
+
+logging.getLogger("asyncworkers").addHandler(_WatchTheDrain())
 
 def report(rt):
     m = rt.metrics()
@@ -58,7 +72,7 @@ class Child:
         assert self.proc.stdout is not None
         self._selector.register(self.proc.stdout, selectors.EVENT_READ)
 
-    def read_line(self, timeout: float = 20.0) -> str:
+    def read_line(self, timeout: float = SUBPROCESS_GUARD) -> str:
         """The child's next stdout line; fails the test rather than hang."""
         assert self.proc.stdout is not None
         if not self._selector.select(timeout):
@@ -73,7 +87,7 @@ class Child:
     def send(self, signum: signal.Signals) -> None:
         self.proc.send_signal(signum)
 
-    def finish(self, timeout: float = 20.0) -> tuple[int, str, str]:
+    def finish(self, timeout: float = SUBPROCESS_GUARD) -> tuple[int, str, str]:
         """Exit code, remaining stdout and stderr of the child."""
         try:
             out, err = self.proc.communicate(timeout=timeout)
@@ -118,10 +132,8 @@ def test_first_signal_drains_every_queued_job_and_ends_the_block(
 ) -> None:
     child = spawn(
         """
-        import time
-
         def step(i):
-            time.sleep(0.02)  # blocking work in a thread
+            assert drain_started.wait(30)  # blocking work in a thread, until the signal
             return i
 
         async def main():
@@ -150,14 +162,20 @@ def test_first_signal_drains_every_queued_job_and_ends_the_block(
 def test_second_signal_cancels_what_is_left(spawn: Spawn, loop: str) -> None:
     child = spawn(
         """
+        started = []
+        both_started = anyio.Event()
+
         async def stuck():
+            started.append(1)
+            if len(started) == 2:
+                both_started.set()
             await anyio.sleep_forever()
 
         async def main():
             async with aw.Runtime(workers=2, handle_signals=True) as rt:
                 jobs = [rt.submit_nowait(stuck) for _ in range(5)]
-                while rt.metrics().running < 2:
-                    await anyio.sleep(0.001)
+                with anyio.fail_after(30):
+                    await both_started.wait()
                 print("ready", flush=True)
                 try:
                     await anyio.sleep_forever()
@@ -193,8 +211,8 @@ def test_the_drain_ends_at_the_shutdown_deadline(spawn: Spawn, loop: str) -> Non
         async def main():
             async with aw.Runtime(workers=4, handle_signals=True, shutdown_timeout=0.3) as rt:
                 rt.submit_nowait(stuck)
-                for _ in range(3):
-                    rt.submit_nowait(quick)
+                for job in [rt.submit_nowait(quick) for _ in range(3)]:
+                    await job  # done before the signal: only `stuck` is left to the drain
                 print("ready", flush=True)
                 await anyio.sleep_forever()
             report(rt)
@@ -214,10 +232,8 @@ def test_the_drain_ends_at_the_shutdown_deadline(spawn: Spawn, loop: str) -> Non
 def test_one_signal_drains_every_runtime_that_asked(spawn: Spawn, loop: str) -> None:
     child = spawn(
         """
-        import time
-
         def step(i):
-            time.sleep(0.01)
+            assert drain_started.wait(30)  # until the signal
             return i
 
         async def serve(name, task_status=anyio.TASK_STATUS_IGNORED):
@@ -271,9 +287,6 @@ def test_without_handle_signals_sigterm_keeps_its_default(spawn: Spawn, loop: st
 
 
 def test_run_uses_uvloop_when_installed() -> None:
-    async def loop_module() -> str:
-        return type(asyncio.get_running_loop()).__module__
-
     assert aw.run(loop_module).startswith("uvloop")
 
 
@@ -313,7 +326,7 @@ def test_handle_signals_outside_the_main_thread_is_a_clear_error() -> None:
 
     thread = threading.Thread(target=in_thread)
     thread.start()
-    thread.join(timeout=20)
+    thread.join(timeout=HANG_GUARD)
     assert not thread.is_alive()
     assert len(errors) == 1
     assert isinstance(errors[0], RuntimeError)
@@ -338,4 +351,4 @@ def test_the_child_helper_notices_a_silent_child(spawn: Spawn) -> None:
     child = spawn("import time\ntime.sleep(30)\n", "asyncio")
     with pytest.raises(pytest.fail.Exception, match="no output"):
         child.read_line(timeout=0.2)
-    assert child.proc.wait(timeout=10) == -signal.SIGKILL
+    assert child.proc.wait(timeout=SUBPROCESS_GUARD) == -signal.SIGKILL

@@ -3,12 +3,14 @@ checked step by step against a model of what must have happened.
 
 Every job is controllable: it logs its start, then waits on its own event until the machine
 releases it (to return, or to raise). So no step needs a sleep: after each operation the
-machine lets the loop run (bounded ``sleep(0)`` rounds) until the runtime matches the model,
-then checks that it does exactly. The model says which jobs run: free workers take the
-highest priority first, FIFO within a level, and nothing starts while paused, so the whole
-log of starts and ends must equal the model's, whatever the worker count. That covers
-priority order, "a cancelled job never starts or goes on", each job ending in exactly one
-terminal state (counted by an ``on_complete`` hook) and the counters of ``metrics()``.
+machine lets the loop run until the runtime is quiet (every task blocked, by
+``anyio.wait_all_tasks_blocked()``, and nothing observable changed since the last time it
+was), then checks that it matches the model exactly. The model says which jobs run: free
+workers take the highest priority first, FIFO within a level, and nothing starts while
+paused, so the whole log of starts and ends must equal the model's, whatever the worker
+count. That covers priority order, "a cancelled job never starts or goes on", each job
+ending in exactly one terminal state (counted by an ``on_complete`` hook) and the counters
+of ``metrics()``.
 
 The machine owns one event loop for its run (asyncio or uvloop, one TestCase each): a host
 task holds the ``async with Runtime`` block, so that the task group is entered and left in
@@ -26,7 +28,6 @@ from typing import Any, ClassVar, TypeVar
 
 import anyio
 import pytest
-import uvloop
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -38,12 +39,10 @@ from hypothesis.stateful import (
 )
 
 import asyncworkers as aw
-from _helpers import HANG_GUARD, Boom
+from _helpers import HANG_GUARD, LOOP_FACTORIES, Boom
 
 T = TypeVar("T")
 
-# Loop iterations one step may take to reach the model's state; a step needs a handful.
-SETTLE_ROUNDS = 200
 # Steps before a shutdown may be drawn.
 SHUTDOWN_AFTER = 25
 # A hang guard for the end of a run; short, since a failing run is replayed while shrinking.
@@ -77,12 +76,6 @@ class ModelJob:
     order: int = 0  # position in its priority level: set at each (re)queueing
     fail_next: bool = False
     gate: asyncio.Event | None = None  # made by the job when an attempt starts
-
-
-LOOP_FACTORIES: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
-    "asyncio": asyncio.new_event_loop,
-    "uvloop": uvloop.new_event_loop,
-}
 
 
 class RuntimeMachine(RuleBasedStateMachine):
@@ -124,13 +117,25 @@ class RuntimeMachine(RuleBasedStateMachine):
 
         async def step() -> T:
             result = action()
-            for _ in range(SETTLE_ROUNDS):
-                await asyncio.sleep(0)
-                if self._observed() == self._expected():
-                    break
+            with anyio.fail_after(HANG_GUARD):
+                await self._quiet()
             return result
 
         return self._run(step())
+
+    async def _quiet(self) -> None:
+        """Return once every task is blocked and nothing observable changed meanwhile.
+
+        Quiet once is not enough: a callback the runtime scheduled (a retry's requeue is a
+        timer due at once) runs after every task blocked, and may wake a worker again.
+        """
+        seen = None
+        while True:
+            await anyio.wait_all_tasks_blocked()
+            now = repr(self._observed())
+            if now == seen:
+                return
+            seen = now
 
     async def _host(self, workers: int, ready: asyncio.Future[None]) -> None:
         self.stop = asyncio.Event()

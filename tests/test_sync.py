@@ -25,11 +25,8 @@ from typing import Any
 import pytest
 
 import asyncworkers as aw
-
-# Converts a wait that never ends into a failure; never an assertion about speed.
-HANG = 30.0
-
-LOOPS = ["asyncio", "uvloop"]
+from _helpers import HANG_GUARD as HANG
+from _helpers import LOOPS, double, loop_module
 
 
 @pytest.fixture(params=LOOPS)
@@ -60,17 +57,8 @@ def new_threads_end(before: set[threading.Thread]) -> list[threading.Thread]:
 # -- job bodies ------------------------------------------------------------------------------
 
 
-async def double(x: int) -> int:
-    await asyncio.sleep(0)
-    return 2 * x
-
-
 def triple(x: int) -> int:
     return 3 * x
-
-
-async def loop_module() -> str:
-    return type(asyncio.get_running_loop()).__module__
 
 
 async def fail_async(message: str) -> None:
@@ -606,6 +594,21 @@ needs_signals = pytest.mark.skipif(
 )
 
 
+@pytest.fixture
+def sigint_raises() -> Iterator[None]:
+    """SIGINT raises KeyboardInterrupt in the main thread, as in an interactive program.
+
+    A process started in the background by a shell without job control (``cmd &`` in a
+    script, some CI runners) inherits SIGINT ignored, and Python then keeps it ignored: the
+    interrupt these tests send would never arrive.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def interrupt_main() -> None:
     main = threading.main_thread().ident
     assert main is not None
@@ -613,6 +616,7 @@ def interrupt_main() -> None:
 
 
 @needs_signals
+@pytest.mark.usefixtures("sigint_raises")
 def test_ctrl_c_while_blocked_on_a_result(loop: str) -> None:
     before = set(threading.enumerate())
     started = threading.Event()
@@ -632,12 +636,15 @@ def test_ctrl_c_while_blocked_on_a_result(loop: str) -> None:
 
 
 @needs_signals
+@pytest.mark.usefixtures("sigint_raises")
 def test_ctrl_c_while_the_block_drains(loop: str) -> None:
     before = set(threading.enumerate())
     started = threading.Event()
     futures: list[concurrent.futures.Future[None]] = []
 
     def interrupt_once_closing(rt: aw.SyncRuntime) -> None:
+        # Nothing signals the start of a drain but the runtime's state, so this polls it
+        # (bounded); the interrupt must come while the main thread waits in the drain.
         deadline = time.monotonic() + HANG
         while "state=closing" not in repr(rt):  # the main thread is in shutdown(wait=True)
             assert time.monotonic() < deadline
@@ -645,7 +652,9 @@ def test_ctrl_c_while_the_block_drains(loop: str) -> None:
         interrupt_main()
 
     def block() -> None:
-        with aw.SyncRuntime(use_uvloop=loop == "uvloop") as rt:
+        # shutdown_timeout bounds the drain: if the interrupt never came, the block would
+        # end without KeyboardInterrupt (a failure) instead of waiting forever.
+        with aw.SyncRuntime(use_uvloop=loop == "uvloop", shutdown_timeout=HANG) as rt:
             futures.append(rt.submit(wait_forever, started))  # never ends: the drain waits
             assert started.wait(HANG)
             rt.submit(interrupt_once_closing, rt)
@@ -657,6 +666,7 @@ def test_ctrl_c_while_the_block_drains(loop: str) -> None:
 
 
 @needs_signals
+@pytest.mark.usefixtures("sigint_raises")
 def test_ctrl_c_in_run_cancels_its_job_and_the_runtime_goes_on(loop: str) -> None:
     started = threading.Event()
 
@@ -667,7 +677,7 @@ def test_ctrl_c_in_run_cancels_its_job_and_the_runtime_goes_on(loop: str) -> Non
     with aw.SyncRuntime(use_uvloop=loop == "uvloop") as rt:
         rt.submit(interrupt_when_started)
         with pytest.raises(KeyboardInterrupt):
-            rt.run(wait_forever, started)
+            rt.run(wait_forever, started, timeout=HANG)  # the bound turns a hang into a failure
         assert rt.join(HANG)
         assert rt.metrics().cancelled == 1
         assert rt.run(triple, 2) == 6

@@ -1,40 +1,31 @@
 """Thread jobs: plain functions run in worker threads, never on the event loop.
 
 Real threads throughout. Jobs report through ``threading`` primitives and the test side
-waits on them from a helper thread (``anyio.to_thread.run_sync(event.wait, ...)``), so the
-loop stays free; nothing sleeps to synchronize. Every wait has a bound (``GUARD``) that turns
-a hang into a failure. The only ``time.sleep`` calls are inside jobs, standing for blocking
-work.
+waits on them from a helper thread (``wait_in_thread``), so the loop stays free; nothing
+sleeps to synchronize. Every wait has a bound (``GUARD``) that turns a hang into a failure.
+The only ``time.sleep`` calls are inside jobs, standing for blocking work. A timeout that
+must fire while a thread runs is tried with growing values (``START_TIMEOUTS``), since how
+soon a thread starts depends on the machine's load.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import importlib.metadata
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
 import pytest
 
 import asyncworkers as aw
-from _helpers import no_hang, settle
-
-# Bound on every wait for something that should happen: a hang becomes a failure.
-GUARD = 10.0
-
-
-async def wait_in_thread(event: threading.Event) -> None:
-    """Wait for a threading.Event without blocking the loop; fail after GUARD."""
-    assert await anyio.to_thread.run_sync(event.wait, GUARD), "timed out waiting for an event"
-
-
-def state(job: aw.Job[Any]) -> aw.JobState:
-    """The state now (a call, so that mypy does not narrow it across awaits)."""
-    return job.state
+from _helpers import HANG_GUARD as GUARD
+from _helpers import all_blocked, no_hang, start_timeouts, state, wait_in_thread
+from asyncworkers._core._bridges import _HELD, _Held
 
 
 class Gate:
@@ -256,34 +247,53 @@ async def test_a_running_thread_job_stops_at_check_cancelled(
 
 
 async def test_a_thread_job_timeout_raises_job_timeout_at_check_cancelled() -> None:
-    body = Cooperative()
     with no_hang():
         async with aw.Runtime() as rt:
-            # Long enough for the thread to start first, even on a busy machine.
-            job = rt.submit_nowait(body.run, timeout=0.5)
-            assert await job.wait() is aw.JobState.FAILED
-            with pytest.raises(aw.JobTimeout, match=r"timed out after 0\.5 s"):
-                await job
+            for timeout in start_timeouts():  # the timeout must fire after the thread started
+                body = Cooperative()
+                job = rt.submit_nowait(body.run, timeout=timeout)
+                assert await job.wait() is aw.JobState.FAILED
+                with pytest.raises(aw.JobTimeout, match=rf"timed out after {timeout} s"):
+                    await job
+                if body.entered.is_set():
+                    break
+                assert body.stopped_by == []  # timed out before its thread started: never ran
     assert isinstance(job.exception(), TimeoutError)
     assert len(body.stopped_by) == 1
     assert isinstance(body.stopped_by[0], aw.JobTimeout)
 
 
 async def test_a_thread_job_that_never_checks_runs_to_its_end_and_still_times_out() -> None:
-    ran_to_end = threading.Event()
-
-    def stubborn() -> str:
-        time.sleep(0.5)  # blocking work that never calls check_cancelled()
-        ran_to_end.set()
-        return "done"
-
     with no_hang():
         async with aw.Runtime() as rt:
-            # The thread starts well within the timeout, and outlives it.
-            job = rt.submit_nowait(stubborn, timeout=0.2)
+            for timeout in start_timeouts():  # the timeout must fire after the thread started
+                gate = Gate()
+                job = rt.submit_nowait(gate.run, 7, timeout=timeout)
+                await wait_in_thread_or_end(gate.entered, job)
+                if gate.entered.is_set():
+                    break
+                assert job.state is aw.JobState.FAILED  # timed out before its thread started
+                assert isinstance(job.exception(), aw.JobTimeout)
+            # The job's timer was set when it started, before its thread entered; this one
+            # is set now, for as long, so the job's has fired when this sleep ends.
+            await anyio.sleep(timeout)
+            assert not job.done()  # timed out, but the job ends only when its thread does
+            gate.release.set()  # blocking work that never calls check_cancelled() ends
             assert await job.wait() is aw.JobState.FAILED
-            assert ran_to_end.is_set()  # the job ended only when its thread did
+            assert gate.finished.is_set()  # the job ended only when its thread did
             assert isinstance(job.exception(), aw.JobTimeout)
+
+
+async def wait_in_thread_or_end(event: threading.Event, job: aw.Job[Any]) -> None:
+    """Wait until *event* is set (by the job's thread) or the job has ended, whichever first."""
+    async with anyio.create_task_group() as tg:
+
+        async def either(wait: Callable[[], Awaitable[object]]) -> None:
+            await wait()
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(either, functools.partial(wait_in_thread, event))
+        tg.start_soon(either, job.wait)
 
 
 @pytest.mark.parametrize("how", ["job.cancel", "timeout"])
@@ -302,7 +312,7 @@ async def test_a_job_stopped_while_waiting_for_a_thread_never_starts(how: str) -
             timeout = 0.1 if how == "timeout" else None
             waiting = rt.submit_nowait(record, "waiting", timeout=timeout)
             if how == "job.cancel":
-                await settle()
+                await all_blocked()
                 assert state(waiting) is aw.JobState.RUNNING  # a worker waits for the thread
                 assert waiting.cancel("not needed") is True
             # It ends at once, while the thread is still taken.
@@ -329,17 +339,15 @@ async def test_a_thread_job_that_never_checks_is_abandoned_at_the_deadline_and_n
             stuck = rt.submit_nowait(gate.run, name="stubborn-report")
             await wait_in_thread(gate.entered)
             waiting = rt.submit_nowait(gate.run, name="waiting-report")
-            await settle()
+            await all_blocked()
             assert state(waiting) is aw.JobState.RUNNING  # a worker waits for the thread
-            start = time.monotonic()
-            await rt.shutdown(timeout=0.1)  # drain 0.1 s, then cancel; the thread never checks
-            elapsed = time.monotonic() - start
+            # The drain's deadline must pass (the thread never checks); then shutdown cancels.
+            await rt.shutdown(timeout=0.1)
             assert not gate.finished.is_set()  # shutdown did not wait for the thread
             assert stuck.state is aw.JobState.CANCELLED
             assert waiting.state is aw.JobState.CANCELLED
         gate.release.set()  # let the abandoned thread go
         await wait_in_thread(gate.finished)
-    assert elapsed < GUARD
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
     message = warnings[0].getMessage()
@@ -360,7 +368,7 @@ async def test_cancelling_the_block_abandons_a_stuck_thread_and_names_only_it(
                 jobs.append(rt.submit_nowait(gate.run, name="stuck-in-thread"))
                 await wait_in_thread(gate.entered)
                 jobs.append(rt.submit_nowait(gate.run, name="queued-for-thread"))
-                await settle()
+                await all_blocked()
                 assert state(jobs[1]) is aw.JobState.RUNNING  # a worker waits for the thread
                 scope.cancel()
                 await asyncio.sleep(0)
@@ -382,10 +390,13 @@ async def test_a_cancelled_shutdown_names_only_the_jobs_that_hold_a_thread(
             stuck = rt.submit_nowait(gate.run, name="holds-the-thread")
             await wait_in_thread(gate.entered)
             waiting = rt.submit_nowait(gate.run, name="waits-for-a-thread")
-            await settle()
+            await all_blocked()
             assert state(waiting) is aw.JobState.RUNNING  # a worker waits for the thread
-            with anyio.move_on_after(0.05):
+            with anyio.CancelScope() as scope:
+                canceller = asyncio.create_task(cancel_once_all_blocked(scope))
                 await rt.shutdown()  # would drain forever: the thread never checks
+            await canceller
+            assert scope.cancelled_caught
             # Cancelling shutdown stops everything at once, without awaiting anything.
             assert stuck.state is aw.JobState.CANCELLED
         assert waiting.state is aw.JobState.CANCELLED
@@ -394,3 +405,96 @@ async def test_a_cancelled_shutdown_names_only_the_jobs_that_hold_a_thread(
     message = " ".join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
     assert "holds-the-thread" in message
     assert "waits-for-a-thread" not in message  # it never started
+
+
+async def cancel_once_all_blocked(scope: anyio.CancelScope) -> None:
+    """Cancel *scope* once every other task waits (here: once shutdown is draining)."""
+    await all_blocked()
+    scope.cancel()
+
+
+# -- the limiter handed to anyio: _Held ---------------------------------------------------------
+
+# What anyio's to_thread.run_sync does with the limiter it is given, in order, as _Held
+# (src/asyncworkers/_core/_bridges.py) relies on: enter it before the hop, exit it after, and
+# nothing else. _Held is a no-op limiter that never ran CapacityLimiter's __init__, so any
+# other use (acquire, release, a token count) would reach code that is not there.
+EXPECTED_LIMITER_USES = ["__aenter__", "the call", "__aexit__"]
+
+
+class RecordingLimiter(anyio.CapacityLimiter):
+    """A limiter that records every use made of it (as _Held, it never runs __init__)."""
+
+    def __new__(cls) -> RecordingLimiter:
+        return object.__new__(cls)
+
+    def __init__(self) -> None:
+        self.uses: list[str] = []
+
+    def __getattribute__(self, name: str) -> Any:
+        if name != "uses" and not name.startswith("__"):
+            object.__getattribute__(self, "uses").append(name)
+        return object.__getattribute__(self, name)
+
+    async def __aenter__(self) -> None:
+        self.uses.append("__aenter__")
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.uses.append("__aexit__")
+
+
+def limiter_usage_changed(uses: list[str], error: BaseException | None = None) -> str:
+    anyio_version = importlib.metadata.version("anyio")
+    return (
+        f"anyio {anyio_version} changed how to_thread.run_sync uses its limiter: expected "
+        f"{EXPECTED_LIMITER_USES}, got {uses}"
+        + (f" and {error!r}" if error is not None else "")
+        + ". asyncworkers' _Held (_core/_bridges.py) is a no-op limiter built on the old "
+        "usage: check it provides every use now made, then update EXPECTED_LIMITER_USES."
+    )
+
+
+@pytest.mark.parametrize("ending", ["returns", "cancelled"])
+async def test_anyio_uses_the_thread_limiter_only_as_held_expects(ending: str) -> None:
+    limiter = RecordingLimiter()
+    entered, release = threading.Event(), threading.Event()
+
+    def call() -> None:
+        limiter.uses.append("the call")
+        entered.set()
+        assert release.wait(GUARD), "never released"
+
+    try:
+        with no_hang():
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(
+                    functools.partial(
+                        anyio.to_thread.run_sync, call, limiter=limiter, abandon_on_cancel=True
+                    )
+                )
+                await wait_in_thread(entered)
+                if ending == "cancelled":  # as the last phase of a shutdown does
+                    tg.cancel_scope.cancel()
+                else:
+                    release.set()
+    except Exception as exc:
+        pytest.fail(limiter_usage_changed(limiter.uses, exc))
+    finally:
+        release.set()
+    assert limiter.uses == EXPECTED_LIMITER_USES, limiter_usage_changed(limiter.uses)
+
+
+def test_held_provides_every_use_anyio_makes_of_a_limiter() -> None:
+    missing = [use for use in EXPECTED_LIMITER_USES if use != "the call" and use not in vars(_Held)]
+    assert missing == [], f"_Held does not define {missing} itself"
+    held = _Held()
+    assert isinstance(held, anyio.CapacityLimiter)  # the type anyio's signature asks for
+
+
+async def test_held_is_a_limiter_anyio_accepts_and_that_limits_nothing() -> None:
+    loop_thread = threading.get_ident()
+    with no_hang():
+        idents = [
+            await anyio.to_thread.run_sync(threading.get_ident, limiter=_HELD) for _ in range(3)
+        ]
+    assert loop_thread not in idents

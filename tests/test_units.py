@@ -10,17 +10,7 @@ from typing import Any
 import pytest
 
 import asyncworkers as aw
-from _helpers import Boom, double, no_hang
-
-
-async def blocker(started: asyncio.Event, release: asyncio.Event, value: int = 0) -> int:
-    started.set()
-    await release.wait()
-    return value
-
-
-async def fail(message: str) -> None:
-    raise Boom(message)
+from _helpers import Blocker, Boom, all_blocked, double, fail, no_hang
 
 
 async def test_pending_job_has_no_result_yet() -> None:
@@ -98,10 +88,11 @@ async def test_cancel_pending_job() -> None:
 
 
 async def test_cancel_running_job_returns_true() -> None:
-    started, release = asyncio.Event(), asyncio.Event()
+    holder = Blocker()
     async with aw.Runtime(1) as rt:
-        job = rt.submit_nowait(blocker, started, release)
-        await started.wait()
+        job = rt.submit_nowait(holder.run)
+        with no_hang():
+            await holder.started.wait()
         assert job.state is aw.JobState.RUNNING
         assert job.cancel() is True
         with no_hang():
@@ -170,22 +161,22 @@ async def test_add_done_callback_needs_a_callable() -> None:
 
 
 async def test_many_awaiters_and_a_cancelled_one_does_not_disturb_the_others() -> None:
-    started, release = asyncio.Event(), asyncio.Event()
+    holder = Blocker()
     async with aw.Runtime(1) as rt:
-        job = rt.submit_nowait(blocker, started, release, 7)
-        await started.wait()
+        job = rt.submit_nowait(holder.run, 7)
+        with no_hang():
+            await holder.started.wait()
 
         async def await_job() -> int:
             return await job
 
         waiters = [asyncio.create_task(await_job()) for _ in range(3)]
-        for _ in range(10):
-            await asyncio.sleep(0)
+        await all_blocked()  # the three are awaiting the job
         waiters[1].cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiters[1]
         assert job.state is aw.JobState.RUNNING  # cancelling an awaiter never cancels the job
-        release.set()
+        holder.release.set()
         with no_hang():
             assert await waiters[0] == 7
             assert await waiters[2] == 7
