@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import time
 from collections.abc import Callable
+from time import time as _now
 from typing import Any, Literal, NamedTuple
 
 import asyncworkers as aw
@@ -60,7 +60,7 @@ def resolve_kind(function: Callable[..., Any], kind: object) -> Kind:
 async def call_async(function: Callable[..., Any], task_id: int, config: Any, task: Any) -> Outcome:
     """Await ``function(task_id, config, task, metadata)`` on the loop and time it."""
     metadata: dict[str, Any] = {}
-    started = time.time()
+    started = _now()
     fatal = False
     try:
         result = await function(task_id, config, task, metadata)
@@ -70,7 +70,7 @@ async def call_async(function: Callable[..., Any], task_id: int, config: Any, ta
         result = exc
     except BaseException as exc:  # KeyboardInterrupt, SystemExit: stop everything
         result, fatal = exc, True
-    return Outcome(started, time.time(), result, metadata, fatal)
+    return Outcome(started, _now(), result, metadata, fatal)
 
 
 def call_sync(function: Callable[..., Any], task_id: int, config: Any, task: Any) -> Outcome:
@@ -79,7 +79,7 @@ def call_sync(function: Callable[..., Any], task_id: int, config: Any, task: Any
     Module level, so that a process worker can unpickle it.
     """
     metadata: dict[str, Any] = {}
-    started = time.time()
+    started = _now()
     fatal = False
     try:
         result = function(task_id, config, task, metadata)
@@ -89,4 +89,4 @@ def call_sync(function: Callable[..., Any], task_id: int, config: Any, task: Any
         result = exc
     except BaseException as exc:
         result, fatal = exc, True
-    return Outcome(started, time.time(), result, metadata, fatal)
+    return Outcome(started, _now(), result, metadata, fatal)

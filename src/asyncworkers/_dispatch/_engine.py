@@ -10,7 +10,6 @@ async one runs in a task of the dispatcher's own task group), the counts and the
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -39,7 +38,9 @@ class Dispatcher:
     def __init__(self, plan: Plan) -> None:
         self._plan = plan
         self._sync_on_done = plan.on_done is not None and not is_coroutine_callable(plan.on_done)
-        self._in_flight: dict[int, aw.Job[Outcome]] = {}
+        self._in_flight: dict[int, aw.Job[Outcome]] = {}  # by index (task id - 1)
+        self._intended: dict[int, float] = {}  # open model: intended unix start, by index
+        self._on_job_end = self._ended  # bound once: one done-callback per job
         self._room: asyncio.Future[None] | None = None  # the feeder waits for a free slot
         self._idle: asyncio.Future[None] | None = None  # the drain waits for the last job
         self._fatal: BaseException | None = None
@@ -93,7 +94,7 @@ class Dispatcher:
         offsets, cap, t0 = plan.offsets, plan.workers, self._t0
         started_at = self._tally.started_at
         fn: Callable[..., Any] = call_async if plan.kind == "async" else call_sync
-        kind = None if plan.kind == "async" else plan.kind
+        options: dict[str, Any] = {} if plan.kind == "async" else {"kind": plan.kind}
         streak = 0
         for index in range(plan.total):
             intended = None
@@ -114,16 +115,19 @@ class Dispatcher:
                 streak = 0
             args = (plan.function, index + 1, plan.config, plan.task(index))
             try:
-                job = rt.submit_nowait(fn, *args, kind=kind)
+                # No options for a coroutine: the runtime's fast path takes no option.
+                job = rt.submit_nowait(fn, *args, **options)
             except aw.QueueFull:  # a shared runtime with max_pending: wait for room
-                job = await rt.submit(fn, *args, kind=kind)
+                job = await rt.submit(fn, *args, **options)
             self._started(intended, job)
             streak += 1
 
     def _started(self, intended: float | None, job: aw.Job[Outcome]) -> None:
         index = self._tally.dispatching()
         self._in_flight[index] = job
-        job.add_done_callback(functools.partial(self._ended, index, intended))
+        if intended is not None:
+            self._intended[index] = intended
+        job.add_done_callback(self._on_job_end)
 
     async def _free_slot(self, cap: int) -> None:
         while len(self._in_flight) >= cap:
@@ -149,8 +153,10 @@ class Dispatcher:
 
     # -- outcomes (done-callbacks, on the loop's thread; they must never raise) ----------
 
-    def _ended(self, index: int, intended: float | None, job: aw.Job[Outcome]) -> None:
+    def _ended(self, job: aw.Job[Outcome]) -> None:
+        index = job.args[1] - 1  # the task id, an argument of the wrapper
         del self._in_flight[index]
+        intended = self._intended.pop(index, None) if self._intended else None
         if self._room is not None and not self._room.done():
             self._room.set_result(None)
         if self._idle is not None and not self._in_flight and not self._idle.done():

@@ -7,6 +7,9 @@ from typing import Any
 
 __all__ = ["TaskLog", "is_failure"]
 
+# Result types that are never an HTTP response: no attribute lookup for them.
+_PLAIN = frozenset((bool, int, float, str, bytes, list, dict, tuple, type(None)))
+
 
 @dataclass(slots=True)
 class TaskLog:
@@ -36,10 +39,10 @@ def is_failure(result: object) -> bool:
     An HTTP response is any object with an int ``status`` (aiohttp) or ``status_code``
     (requests, httpx) attribute.
     """
-    if result is False or isinstance(result, BaseException):
+    if type(result) in _PLAIN:  # the common results, at the cost of one lookup
+        return result is False
+    if isinstance(result, BaseException):
         return True
-    if result is None or isinstance(result, int | str | bytes | float | list | dict | tuple):
-        return False  # the common results, without an attribute lookup
     status = getattr(result, "status", None)
     if not isinstance(status, int):
         status = getattr(result, "status_code", None)
