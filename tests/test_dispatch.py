@@ -510,8 +510,8 @@ def test_tps_intervals_and_the_sustained_peak_from_a_timeline() -> None:
     tps = throughput(timeline, started_at=1000.0, duration=3.0, interval=1.0, window=1.0)
     assert tps.average == pytest.approx(70 / 3)
     assert tps.intervals == [pytest.approx(10), pytest.approx(50), pytest.approx(10)]
-    assert (tps.peak, tps.window) == (pytest.approx(50), 1.0)
-    assert (tps.peak_started_at, tps.peak_ended_at) == (pytest.approx(1001), pytest.approx(1002))
+    assert (tps.peak, tps.window) == pytest.approx((50, 1.0))
+    assert (tps.peak_started_at, tps.peak_ended_at) == pytest.approx((1001, 1002))
     half = throughput(timeline, started_at=1000.0, duration=3.0, interval=0.5, window=0.5)
     assert half.peak_started_at == pytest.approx(1001)  # the earliest of equal windows
     assert half.intervals == [pytest.approx(v) for v in (10, 10, 50, 50, 10, 10)]
@@ -521,9 +521,9 @@ def test_tps_of_a_run_shorter_than_the_window_is_the_run_itself() -> None:
     from asyncworkers._dispatch._report import throughput
 
     tps = throughput([3], started_at=5.0, duration=0.05, interval=1.0, window=1.0)
-    assert (tps.average, tps.peak, tps.window) == (pytest.approx(60), pytest.approx(60), 0.05)
+    assert (tps.average, tps.peak, tps.window) == pytest.approx((60, 60, 0.05))
     assert tps.intervals == [pytest.approx(60)]  # the one slice, over its own length
-    assert (tps.peak_started_at, tps.peak_ended_at) == (5.0, pytest.approx(5.05))
+    assert (tps.peak_started_at, tps.peak_ended_at) == pytest.approx((5.0, 5.05))
 
 
 @pytest.mark.parametrize("bad", [0, -1.0, float("nan"), "1s", True])
