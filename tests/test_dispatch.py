@@ -664,3 +664,12 @@ async def test_progress_draws_a_bar_on_stderr(capsys: pytest.CaptureFixture[str]
     err = capsys.readouterr().err
     assert "dispatch" in err
     assert "ok 1 failed 1" in err
+
+
+async def test_the_report_repr_does_not_grow_with_the_tasks() -> None:
+    # asyncio and loggers repr a finished task's result: that must stay cheap.
+    with no_hang():
+        report = await aw.dispatch(echo, list(range(2_000)), workers=16)
+    text = repr(report)
+    assert "completed=2000" in text
+    assert len(text) < 400
