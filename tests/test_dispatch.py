@@ -144,6 +144,16 @@ async def test_process_kind_runs_in_child_processes_and_brings_metadata_back() -
     assert len(pids) == 1
 
 
+async def test_a_process_task_whose_worker_dies_is_a_failed_task() -> None:
+    with no_hang():
+        report = await aw.dispatch(df.die_on, ["a", "die", "b"], kind="process", workers=1)
+    assert report.results[0] == "a"
+    assert isinstance(report.results[1], aw.WorkerCrashed)
+    assert report.results[2] == "b"  # the pool replaced the process
+    assert (report.completed, report.failed, report.uncompleted) == (3, 1, 0)
+    assert report.logs[1].started_at is not None
+
+
 # -- what counts as failed ---------------------------------------------------------------
 
 
@@ -162,6 +172,17 @@ async def test_false_exceptions_and_http_errors_count_as_failed() -> None:
     assert [log.ok for log in report.logs] == [True, False, True, True, False, True, False, False]
     assert report.results[4] is outcomes[4]  # the exception itself is the result
     assert (report.completed, report.succeeded, report.failed) == (8, 4, 4)
+
+
+def test_is_failure_survives_a_result_whose_status_cannot_be_read() -> None:
+    from asyncworkers.dispatch import is_failure
+
+    class Odd:
+        @property
+        def status(self) -> int:
+            raise RuntimeError("no status here")
+
+    assert not is_failure(Odd())  # not a response we know: not failed
 
 
 def test_is_failure_knows_requests_style_status_codes() -> None:

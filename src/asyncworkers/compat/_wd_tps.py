@@ -30,9 +30,12 @@ def result_is_success(result: Any) -> bool:
     """
     if not result or isinstance(result, BaseException):
         return False
-    status = getattr(result, "status_code", None)
-    if not isinstance(status, int):
-        status = getattr(result, "status", None)
+    try:
+        status = getattr(result, "status_code", None)
+        if not isinstance(status, int):
+            status = getattr(result, "status", None)
+    except Exception:  # a property that raises: not a response this rule knows
+        return True
     return not (isinstance(status, int) and not isinstance(status, bool) and status != 200)
 
 
