@@ -52,25 +52,29 @@ class Dispatcher:
 
     async def run(self) -> Report:
         plan = self._plan
-        self._t0, started_at = time.monotonic(), time.time()
-        self._tally = Tally(started_at, plan.record)
         with ProgressLine(plan.total, enabled=plan.progress) as self._progress:
             if plan.runtime is not None:
-                await self._run_on(plan.runtime)
+                ended_at = await self._run_on(plan.runtime)
             else:
                 processes = plan.workers if plan.kind == "process" else None
                 async with aw.Runtime(
                     plan.workers, threads=plan.workers, processes=processes
                 ) as rt:
-                    await self._run_on(rt)
-        ended_at = time.time()
+                    ended_at = await self._run_on(rt)
         if plan.on_all_done is not None:
             await self._call_on_all_done(plan.on_all_done)
         return self._tally.report(plan.total, ended_at)
 
     # -- feeding -------------------------------------------------------------------------
 
-    async def _run_on(self, rt: aw.Runtime) -> None:
+    async def _run_on(self, rt: aw.Runtime) -> float:
+        """Feed *rt* and wait for the last task; returns when that was (unix time).
+
+        The clock starts here, with the runtime up: the schedule's origin, the report's
+        ``started_at``; starting and stopping a runtime is not the dispatch's time.
+        """
+        self._t0, started_at = time.monotonic(), time.time()
+        self._tally = Tally(started_at, self._plan.record)
         error: BaseException | None = None
         try:
             async with anyio.create_task_group() as self._tg:
@@ -88,6 +92,7 @@ class Dispatcher:
         if error is not None:
             self._stop(f"the dispatch stopped on {type(error).__name__}")
             raise error
+        return time.time()
 
     async def _feed(self, rt: aw.Runtime) -> None:
         plan = self._plan

@@ -130,7 +130,8 @@ class Report:
     - ``results``, ``logs``: one per dispatched task, in task order (empty when the dispatch
       ran with ``record=False``); a task cancelled before it ended has its ``JobCancelled``
       as result.
-    - ``started_at``, ``ended_at`` (unix times), ``duration`` (seconds): the dispatch's own.
+    - ``started_at``, ``ended_at`` (unix times), ``duration`` (seconds): the dispatch's own,
+      from the schedule's origin (its runtime up) to the end of the last task's ``on_done``.
     - ``total``: the tasks given; ``completed``: those that ran to an outcome (``succeeded``
       plus ``failed``); ``uncompleted``: dispatched but cancelled before they ended;
       ``undispatched``: never started (``duration`` ran out, or the schedule did).
