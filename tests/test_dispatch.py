@@ -696,3 +696,22 @@ async def test_the_report_repr_does_not_grow_with_the_tasks() -> None:
     text = repr(report)
     assert "completed=2000" in text
     assert len(text) < 400
+
+
+async def test_a_slow_async_on_done_holds_its_task_slot() -> None:
+    # Callbacks must not pile up behind fast tasks: in flight = tasks + their callbacks.
+    busy = 0
+    most = 0
+
+    async def slow_done(task_id: int, config: Any, result: Any, log: aw.TaskLog) -> Any:
+        nonlocal busy, most
+        busy += 1
+        most = max(most, busy)
+        await asyncio.sleep(0.001)
+        busy -= 1
+        return result
+
+    with no_hang():
+        report = await aw.dispatch(echo, 60, workers=3, on_done=slow_done)
+    assert report.completed == 60
+    assert most <= 3

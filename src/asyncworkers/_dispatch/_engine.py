@@ -161,21 +161,19 @@ class Dispatcher:
 
     def _ended(self, job: aw.Job[Outcome]) -> None:
         index = job.args[1] - 1  # the task id, an argument of the wrapper
-        del self._in_flight[index]
         intended = self._intended.pop(index, None) if self._intended else None
-        if self._room is not None and not self._room.done():
-            self._room.set_result(None)
-        if self._idle is not None and not self._in_flight and not self._idle.done():
-            self._idle.set_result(None)
         log, completed = self._log(index, intended, job)
-        if log is None:
-            return  # fatal: the dispatch stops
+        if log is None:  # fatal: the dispatch stops
+            self._release(index)
+            return
         started = log.started_at
         if intended is not None and started is not None and started - intended > LATE_AFTER:
             self._tally.late_starts += 1
         on_done = self._plan.on_done
         if completed and on_done is not None and not self._stopping:
             if not self._sync_on_done:
+                # The task keeps its slot until its on_done ends: slow callbacks slow the
+                # dispatch down instead of piling up.
                 assert self._tg is not None
                 self._tg.start_soon(self._on_done_async, on_done, index, log)
                 return
@@ -185,9 +183,19 @@ class Dispatcher:
                 log.result = exc
             except BaseException as exc:
                 self._fail(exc)
+                self._release(index)
                 return
             log.ok = not is_failure(log.result)
         self._record(index, log, completed)
+        self._release(index)
+
+    def _release(self, index: int) -> None:
+        """The task's slot is free: wake the feeder, or the drain after the last one."""
+        del self._in_flight[index]
+        if self._room is not None and not self._room.done():
+            self._room.set_result(None)
+        if self._idle is not None and not self._in_flight and not self._idle.done():
+            self._idle.set_result(None)
 
     def _log(
         self, index: int, intended: float | None, job: aw.Job[Outcome]
@@ -222,12 +230,15 @@ class Dispatcher:
         except Exception as exc:
             log.result = exc
         except asyncio.CancelledError:
+            self._release(index)
             raise
         except BaseException as exc:
             self._fail(exc)
+            self._release(index)
             return
         log.ok = not is_failure(log.result)
         self._record(index, log, True)
+        self._release(index)
 
     def _fail(self, error: BaseException) -> None:
         """A task or callback raised a BaseException (KeyboardInterrupt...): stop, re-raise."""
