@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import _dispatch_funcs as df
 import asyncworkers as aw
@@ -536,6 +538,40 @@ def test_tps_intervals_and_the_sustained_peak_from_a_timeline() -> None:
     half = throughput(timeline, started_at=1000.0, duration=3.0, interval=0.5, window=0.5)
     assert half.peak_started_at == pytest.approx(1001)  # the earliest of equal windows
     assert half.intervals == [pytest.approx(v) for v in (10, 10, 50, 50, 10, 10)]
+
+
+@given(
+    timeline=st.lists(st.integers(min_value=0, max_value=50), min_size=1, max_size=80),
+    window_steps=st.integers(min_value=1, max_value=30),
+    interval_steps=st.integers(min_value=1, max_value=30),
+)
+def test_tps_peak_is_the_best_window_and_intervals_add_up(
+    timeline: list[int], window_steps: int, interval_steps: int
+) -> None:
+    from asyncworkers._dispatch._report import STEP, throughput
+
+    duration = len(timeline) * STEP
+    tps = throughput(
+        timeline,
+        started_at=0.0,
+        duration=duration,
+        interval=interval_steps * STEP,
+        window=window_steps * STEP,
+    )
+    if len(timeline) <= window_steps:
+        assert tps.peak == pytest.approx(sum(timeline) / duration)
+    else:  # brute force: every window of window_steps buckets
+        sums = [
+            sum(timeline[i : i + window_steps]) for i in range(len(timeline) - window_steps + 1)
+        ]
+        assert tps.peak == pytest.approx(max(sums) / (window_steps * STEP))
+        first = sums.index(max(sums))  # the earliest of equals
+        assert tps.peak_started_at == pytest.approx(first * STEP)
+    lengths = [min(interval_steps * STEP, duration - i * interval_steps * STEP)
+               for i in range(len(tps.intervals))]  # fmt: skip
+    assert sum(r * n for r, n in zip(tps.intervals, lengths, strict=True)) == pytest.approx(
+        sum(timeline)
+    )
 
 
 def test_tps_of_a_run_shorter_than_the_window_is_the_run_itself() -> None:
