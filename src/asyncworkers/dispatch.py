@@ -12,7 +12,7 @@ from typing import Any, Literal
 from ._core._runtime import Runtime
 from ._core._signals import run
 from ._dispatch._engine import Dispatcher
-from ._dispatch._log import TaskLog, is_failure
+from ._dispatch._log import TaskLog, http_status, is_failure
 from ._dispatch._options import make_plan
 from ._dispatch._report import Report, Throughput
 from ._dispatch._schedule import LATE_AFTER
@@ -24,6 +24,7 @@ __all__ = [
     "Throughput",
     "dispatch",
     "dispatch_sync",
+    "http_status",
     "is_failure",
 ]
 
