@@ -66,7 +66,8 @@ async def dispatch(
         counted as undispatched, the ones in flight are awaited and reported.
     :param kind: None (by the function), ``"async"``, ``"thread"`` or ``"process"``.
     :param on_done: ``on_done(id, config, result, log)`` after each task that completed
-        (sync or async); its return value replaces the result. An exception it raises
+        (sync, on the loop, or async; the task holds its slot until it ends); its return
+        value replaces the result (return *result* to keep it). An exception it raises
         becomes the result.
     :param on_all_done: the same, for each completed task in task order, once all are done.
     :param progress: show a live progress bar on stderr.
