@@ -299,6 +299,14 @@ async def test_a_full_cap_makes_starts_late_without_moving_the_later_ones() -> N
     assert report.results == list(range(1, 11))
 
 
+async def test_waiting_for_the_cap_is_a_late_start_however_short() -> None:
+    # 10 million a second: every task is due before the one ahead of it (one slot) ends.
+    with no_hang():
+        report = await aw.dispatch(echo, 20, rate=1e7, workers=1)
+    assert report.late_starts in (19, 20)  # all but the first waited for the slot
+    assert report.completed == 20
+
+
 async def test_start_times_are_the_intended_offsets() -> None:
     offsets = [0.0, 0.0, 0.01, 0.02, 0.02]
     with no_hang():

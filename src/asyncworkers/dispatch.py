@@ -57,8 +57,9 @@ async def dispatch(
         tasks always in flight, a new one starting as one ends.
     :param rate: tasks started per second (open model): task *i* is meant to start at
         ``i / rate`` seconds, whatever the completions; a task behind its time starts at
-        once, without moving the times of the others. A start more than 5 ms late (the
-        loop was behind, or *workers* tasks were in flight) counts in ``late_starts``.
+        once, without moving the times of the others. A task that waited for a free slot
+        (*workers* tasks in flight at its time) or started more than 5 ms after its time
+        counts in ``late_starts``.
     :param start_times: the open model's general form: one offset in seconds from the start
         per task, non-decreasing (a list, or any iterable, read as the dispatch goes; when
         it ends, the tasks left are undispatched). Not with *rate*.

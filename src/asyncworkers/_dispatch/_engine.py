@@ -40,6 +40,7 @@ class Dispatcher:
         self._sync_on_done = plan.on_done is not None and not is_coroutine_callable(plan.on_done)
         self._in_flight: dict[int, aw.Job[Outcome]] = {}  # by index (task id - 1)
         self._intended: dict[int, float] = {}  # open model: intended unix start, by index
+        self._capped: set[int] = set()  # open model: tasks that waited for a free slot
         self._on_job_end = self._ended  # bound once: one done-callback per job
         self._room: asyncio.Future[None] | None = None  # the feeder waits for a free slot
         self._idle: asyncio.Future[None] | None = None  # the drain waits for the last job
@@ -117,6 +118,8 @@ class Dispatcher:
             if len(self._in_flight) >= cap:
                 await self._free_slot(cap)
                 streak = 0
+                if intended is not None:  # the cap held it back: late, however little
+                    self._capped.add(index)
             elif streak >= _FAIR_STREAK:
                 await asyncio.sleep(0)  # tasks never made us wait: let the loop run
                 streak = 0
@@ -166,8 +169,7 @@ class Dispatcher:
         if log is None:  # fatal: the dispatch stops
             self._release(index)
             return
-        started = log.started_at
-        if intended is not None and started is not None and started - intended > LATE_AFTER:
+        if intended is not None and self._late(index, intended, log.started_at):
             self._tally.late_starts += 1
         on_done = self._plan.on_done
         if completed and on_done is not None and not self._stopping:
@@ -188,6 +190,15 @@ class Dispatcher:
             log.ok = not is_failure(log.result)
         self._record(index, log, completed)
         self._release(index)
+
+    def _late(self, index: int, intended: float, started: float | None) -> bool:
+        """Late: it waited for a free slot, or started more than LATE_AFTER after its time."""
+        if self._capped:
+            capped = index in self._capped
+            self._capped.discard(index)
+            if capped:
+                return True
+        return started is not None and started - intended > LATE_AFTER
 
     def _release(self, index: int) -> None:
         """The task's slot is free: wake the feeder, or the drain after the last one."""

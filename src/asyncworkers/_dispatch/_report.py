@@ -136,8 +136,9 @@ class Report:
       plus ``failed``); ``uncompleted``: dispatched but cancelled before they ended;
       ``undispatched``: never started (``duration`` ran out, or the schedule did).
       ``completed + uncompleted + undispatched == total``.
-    - ``late_starts``: open model only, tasks that started more than 5 ms after their
-      intended time (the loop was behind, or ``workers`` tasks were already in flight).
+    - ``late_starts``: open model only, tasks that waited for a free slot (``workers``
+      tasks were in flight at their time) or started more than 5 ms after their intended
+      time (the loop or the runtime was behind).
     """
 
     # Not in the repr: asyncio and loggers repr a finished task's result, and a repr that
