@@ -53,6 +53,7 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/inproc.py")
     session.run("python", "benchmarks/bridges.py")
     session.run("python", "benchmarks/sync.py")
+    session.run("python", "benchmarks/dispatch.py")
 
 
 @nox.session

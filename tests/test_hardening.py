@@ -555,5 +555,5 @@ def test_19_demo_with_few_workers(workers: str) -> None:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     checks = [line for line in proc.stdout.splitlines() if line.startswith(("ok ", "FAIL "))]
-    assert len(checks) == 6, proc.stdout
+    assert len(checks) >= 6, proc.stdout
     assert all(line.startswith("ok ") for line in checks), proc.stdout
