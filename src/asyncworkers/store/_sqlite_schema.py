@@ -35,7 +35,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX IF NOT EXISTS aw_jobs_waiting ON aw_jobs (priority DESC, id) "
         "WHERE state = 'queued'",
         # requeue_expired: the leases of running rows
-        "CREATE INDEX IF NOT EXISTS aw_jobs_leases ON aw_jobs (lease_until) WHERE state = 'running'",
+        "CREATE INDEX IF NOT EXISTS aw_jobs_leases ON aw_jobs (lease_until) "
+        "WHERE state = 'running'",
         # dead() and purge(): the ended rows by age
         "CREATE INDEX IF NOT EXISTS aw_jobs_ended ON aw_jobs (finished_at) "
         "WHERE state IN ('succeeded', 'dead', 'cancelled')",
