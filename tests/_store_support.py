@@ -47,6 +47,10 @@ class StoreFactory(Protocol):
         """Insert a row behind the store's checks (a hostile row); its id."""
         ...
 
+    async def expire_leases(self, store: aw.store.Store) -> None:
+        """Make every running job's lease end now, as if no heartbeat had got through."""
+        ...
+
 
 class SQLiteFactory:
     """A SQLite file in the test's temporary folder."""
@@ -72,6 +76,16 @@ class SQLiteFactory:
                 return cursor.lastrowid
 
         return await anyio.to_thread.run_sync(insert)
+
+    async def expire_leases(self, store: aw.store.Store) -> None:
+        def expire() -> None:
+            with sqlite3.connect(self.path, timeout=30) as conn:
+                conn.execute(
+                    "UPDATE aw_jobs SET lease_until = ? WHERE state = 'running'",
+                    (time.time() - 1,),
+                )
+
+        await anyio.to_thread.run_sync(expire)
 
 
 @contextmanager

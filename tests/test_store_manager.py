@@ -1,0 +1,332 @@
+"""The Manager in-process, on every store: outcomes, retries, hostile rows, worker groups,
+pause, stop with drain and release, lease loss, and claims bounded by the concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import pytest
+
+import asyncworkers as aw
+from _helpers import no_hang
+from _store_support import StoreFactory
+from asyncworkers.store import Manager, Store, TaskRegistry
+
+FAST = {"poll_interval": 0.05}
+
+
+@asynccontextmanager
+async def opened(factory: StoreFactory) -> AsyncIterator[Store]:
+    store = factory.make()
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def until(what: str, check: Any) -> None:
+    """Wait for an awaitable-returning predicate to hold (hang guard, never a speed check)."""
+    with no_hang():
+        while not await check():
+            await anyio.sleep(0.01)
+
+
+async def state_of(store: Store, job_id: int) -> str:
+    record = await store.get(job_id)
+    assert record is not None
+    return record.state
+
+
+async def test_runs_jobs_and_stores_results(store_factory: StoreFactory) -> None:
+    tasks = TaskRegistry()
+
+    @tasks.task("add")
+    async def add(a: int, b: int) -> int:
+        return a + b
+
+    @tasks.task("shout", kind="thread")
+    def shout(text: str) -> str:
+        return text.upper()
+
+    async with opened(store_factory) as store:
+        ids = [await tasks.enqueue(store, "add", {"a": i, "b": 1}) for i in range(20)]
+        text = await tasks.enqueue(store, "shout", {"text": "hi"})
+        async with Manager(store, tasks, concurrency=4, **FAST) as manager:
+            with no_hang():
+                assert [await store.result(i) for i in ids] == [i + 1 for i in range(20)]
+                assert await store.result(text) == "HI"
+        m = manager.metrics()
+        assert (m.claimed, m.succeeded, m.failed, m.dead, m.running) == (21, 21, 0, 0, 0)
+        assert m.claim_latency.count >= 1
+        assert (await store.counts())["succeeded"] == 21
+
+
+async def test_retries_with_the_task_policy_then_succeeds(store_factory: StoreFactory) -> None:
+    tasks = TaskRegistry()
+    runs: list[int] = []
+
+    @tasks.task("flaky", retry=aw.Retry(attempts=3, backoff=0.01, jitter=0.5))
+    async def flaky() -> int:
+        runs.append(1)
+        if len(runs) < 3:
+            raise ConnectionError(f"run {len(runs)}")
+        return len(runs)
+
+    async with opened(store_factory) as store:
+        job_id = await tasks.enqueue(store, "flaky")
+        record = await store.get(job_id)
+        assert record is not None
+        assert record.max_attempts == 3  # from the task's policy
+        async with Manager(store, tasks, **FAST) as manager:
+            with no_hang():
+                assert await store.result(job_id) == 3
+        record = await store.get(job_id)
+        assert record is not None
+        assert record.attempts == 3
+        assert (manager.metrics().failed, manager.metrics().retried) == (2, 2)
+
+
+async def test_out_of_attempts_or_not_retryable_is_dead(store_factory: StoreFactory) -> None:
+    tasks = TaskRegistry()
+
+    @tasks.task("always", retry=aw.Retry(attempts=2))
+    async def always() -> None:
+        raise ValueError("always broken")
+
+    @tasks.task("fatal", retry=aw.Retry(attempts=5, retry_on=(ConnectionError,)))
+    async def fatal() -> None:
+        raise KeyError("no such thing")
+
+    @tasks.task("slow", timeout=0.05, retry=aw.Retry(attempts=2))
+    async def slow() -> None:
+        await asyncio.sleep(3600)
+
+    @tasks.task("weird")
+    async def weird() -> object:
+        return object()
+
+    async with opened(store_factory) as store:
+        ids = {name: await tasks.enqueue(store, name) for name in tasks}
+        async with Manager(store, tasks, **FAST):
+            for job_id in ids.values():
+                with no_hang(), pytest.raises(aw.store.JobDead):
+                    await store.result(job_id)
+        errors = {}
+        for name, job_id in ids.items():
+            record = await store.get(job_id)
+            assert record is not None
+            errors[name] = (record.attempts, record.error or "")
+        assert errors["always"][0] == 2
+        assert "ValueError: always broken (attempt 2 of 2)" in errors["always"][1]
+        assert errors["fatal"][0] == 1  # KeyError is not in retry_on
+        assert errors["slow"][0] == 2
+        assert "JobTimeout" in errors["slow"][1]
+        assert errors["weird"][0] == 1  # a non-JSON result is not retried
+        assert "not JSON" in errors["weird"][1]
+
+
+async def test_hostile_rows_are_dead_lettered_never_run(store_factory: StoreFactory) -> None:
+    tasks = TaskRegistry()
+    ran: list[Any] = []
+
+    @tasks.task("take")
+    async def take(x: int = 0) -> None:
+        ran.append(x)
+
+    big = '{"x": "' + "y" * (aw.store.MAX_PAYLOAD_BYTES + 10) + '"}'
+    async with opened(store_factory) as store:
+        rows = {
+            "unknown task": await store_factory.insert_raw(store, "no.such.task", "{}"),
+            "not valid JSON": await store_factory.insert_raw(store, "take", "{not json"),
+            "not a JSON object": await store_factory.insert_raw(store, "take", "[1, 2]"),
+            "bytes, over": await store_factory.insert_raw(store, "take", big),
+            "do not fit": await store_factory.insert_raw(store, "take", '{"nope": 1}'),
+        }
+        good = await tasks.enqueue(store, "take", {"x": 7})
+        async with Manager(store, tasks, **FAST) as manager:
+            with no_hang():
+                assert await store.result(good) is None
+            await until("the dead letters", lambda: _count(store, "dead", len(rows)))
+        for reason, job_id in rows.items():
+            record = await store.get(job_id)
+            assert record is not None
+            assert record.state == "dead"
+            assert record.error is not None
+            assert record.error.startswith("rejected, never run")
+            assert reason in record.error
+        assert ran == [7]
+        assert manager.metrics().rejected == len(rows)
+
+
+async def _count(store: Store, state: str, n: int) -> bool:
+    return (await store.counts())[state] == n  # type: ignore[index]
+
+
+async def test_priority_order_through_the_manager(store_factory: StoreFactory) -> None:
+    tasks = TaskRegistry()
+    order: list[int] = []
+
+    @tasks.task("note")
+    async def note(i: int) -> None:
+        order.append(i)
+
+    async with opened(store_factory) as store:
+        plan = [0, 3, 0, 9, 3]
+        for i, p in enumerate(plan):
+            await tasks.enqueue(store, "note", {"i": i}, priority=p)
+        async with Manager(store, tasks, concurrency=1, **FAST):
+            await until("all five", lambda: _count(store, "succeeded", 5))
+        assert order == [3, 1, 4, 0, 2]
+
+
+async def test_worker_groups_and_pause(store_factory: StoreFactory) -> None:
+    tasks = TaskRegistry()
+    running: dict[str, int] = {"a": 0, "b": 0}
+    peak: dict[str, int] = {"a": 0, "b": 0}
+    gate = asyncio.Event()
+
+    @tasks.task("work")
+    async def work(q: str) -> None:
+        running[q] += 1
+        peak[q] = max(peak[q], running[q])
+        await gate.wait()
+        running[q] -= 1
+
+    async with opened(store_factory) as store:
+        for q in "ab" * 6:
+            await tasks.enqueue(store, "work", {"q": q}, queue=q)
+        await tasks.enqueue(store, "work", {"q": "c"}, queue="c")  # served by no group
+        manager = Manager(store, tasks, concurrency={"a": 1, "b": 3}, **FAST)
+        async with manager:
+            await until("the groups to fill", lambda: _true(running == {"a": 1, "b": 3}))
+            manager.pause()
+            gate.set()
+            await until("the held jobs to finish", lambda: _true(manager.held() == 0))
+            done = (await store.counts())["succeeded"]
+            assert done == 4
+            await anyio.sleep(0.2)  # paused: nothing claimed, whatever the wait
+            assert (await store.counts())["succeeded"] == done
+            manager.resume()
+            await until("both queues", lambda: _count(store, "succeeded", 12))
+        assert peak == {"a": 1, "b": 3}
+        assert (await store.queue_counts())["c"]["queued"] == 1
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def test_stop_drains_then_releases_without_counting(store_factory: StoreFactory) -> None:
+    tasks = TaskRegistry()
+    started: dict[str, asyncio.Event] = {"quick": asyncio.Event(), "stuck": asyncio.Event()}
+    finish_quick = asyncio.Event()
+    cancelled: list[str] = []
+
+    @tasks.task("job")
+    async def job(name: str) -> str:
+        started[name].set()
+        try:
+            if name == "quick":
+                await finish_quick.wait()
+            else:
+                await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            cancelled.append(name)
+            raise
+        return name
+
+    async with opened(store_factory) as store:
+        quick = await tasks.enqueue(store, "job", {"name": "quick"})
+        stuck = await tasks.enqueue(store, "job", {"name": "stuck"})
+        manager = Manager(store, tasks, concurrency=2, shutdown_grace=3600, **FAST)
+        async with manager:
+            with no_hang():
+                await started["quick"].wait()
+                await started["stuck"].wait()
+            manager.stop()
+            late = await tasks.enqueue(store, "job", {"name": "quick"})
+            finish_quick.set()
+            await until("the drain", lambda: _state_is(store, quick, "succeeded"))
+            manager.stop(grace=0)  # the second stop: no more waiting for "stuck"
+        record = await store.get(stuck)
+        assert record is not None
+        assert (record.state, record.attempts) == ("queued", 0)
+        assert await state_of(store, late) == "queued"  # never claimed after stop()
+        assert cancelled == ["stuck"]
+        assert manager.metrics().released == 1
+
+
+async def _state_is(store: Store, job_id: int, state: str) -> bool:
+    return await state_of(store, job_id) == state
+
+
+async def test_grace_runs_out(store_factory: StoreFactory) -> None:
+    tasks = TaskRegistry()
+    started = asyncio.Event()
+
+    @tasks.task("forever")
+    async def forever() -> None:
+        started.set()
+        await asyncio.sleep(3600)
+
+    async with opened(store_factory) as store:
+        job_id = await tasks.enqueue(store, "forever")
+        async with Manager(store, tasks, shutdown_grace=0.05, **FAST):
+            with no_hang():
+                await started.wait()
+        record = await store.get(job_id)
+        assert record is not None
+        assert (record.state, record.attempts) == ("queued", 0)
+
+
+async def test_lost_lease_cancels_the_attempt(store_factory: StoreFactory) -> None:
+    """A lease that lapsed (the heartbeat could not reach the database) and went to another
+    worker: the heartbeat finds the claim gone, the job is cancelled, nothing is written."""
+    tasks = TaskRegistry()
+    started = asyncio.Event()
+    cancelled = asyncio.Event()
+
+    @tasks.task("long")
+    async def long() -> str:
+        started.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return "never"
+
+    async with opened(store_factory) as store:
+        job_id = await tasks.enqueue(store, "long")
+        manager = Manager(store, tasks, lease=0.3, **FAST)
+        async with manager:
+            with no_hang():
+                await started.wait()
+            manager.pause()  # so that it does not take the job back
+            async with opened(store_factory) as other:
+                claimed = await _steal(store_factory, other)
+                with no_hang():
+                    await cancelled.wait()
+                assert manager.metrics().lease_losses == 1
+                assert await other.complete(job_id, claimed.token, '"stolen"')
+        assert await store.result(job_id) == "stolen"
+        record = await store.get(job_id)
+        assert record is not None
+        assert record.attempts == 2
+
+
+async def _steal(factory: StoreFactory, store: Store) -> aw.store.Claimed:
+    """Lapse the leases, put the jobs back and claim one as another worker."""
+    with no_hang():
+        while True:
+            await factory.expire_leases(store)
+            await store.requeue_expired()
+            claimed = await store.claim(None, 1, 30, "thief")
+            if claimed:
+                return claimed[0]
+            await anyio.sleep(0.01)
