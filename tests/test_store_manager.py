@@ -16,7 +16,7 @@ from _helpers import no_hang
 from _store_support import StoreFactory
 from asyncworkers.store import Manager, Store, TaskRegistry
 
-FAST = {"poll_interval": 0.05}
+POLL = 0.05  # seconds: quick looks for work, so the tests do not wait on the poll
 
 
 @asynccontextmanager
@@ -56,7 +56,7 @@ async def test_runs_jobs_and_stores_results(store_factory: StoreFactory) -> None
     async with opened(store_factory) as store:
         ids = [await tasks.enqueue(store, "add", {"a": i, "b": 1}) for i in range(20)]
         text = await tasks.enqueue(store, "shout", {"text": "hi"})
-        async with Manager(store, tasks, concurrency=4, **FAST) as manager:
+        async with Manager(store, tasks, concurrency=4, poll_interval=POLL) as manager:
             with no_hang():
                 assert [await store.result(i) for i in ids] == [i + 1 for i in range(20)]
                 assert await store.result(text) == "HI"
@@ -82,7 +82,7 @@ async def test_retries_with_the_task_policy_then_succeeds(store_factory: StoreFa
         record = await store.get(job_id)
         assert record is not None
         assert record.max_attempts == 3  # from the task's policy
-        async with Manager(store, tasks, **FAST) as manager:
+        async with Manager(store, tasks, poll_interval=POLL) as manager:
             with no_hang():
                 assert await store.result(job_id) == 3
         record = await store.get(job_id)
@@ -112,7 +112,7 @@ async def test_out_of_attempts_or_not_retryable_is_dead(store_factory: StoreFact
 
     async with opened(store_factory) as store:
         ids = {name: await tasks.enqueue(store, name) for name in tasks}
-        async with Manager(store, tasks, **FAST):
+        async with Manager(store, tasks, poll_interval=POLL):
             for job_id in ids.values():
                 with no_hang(), pytest.raises(aw.store.JobDead):
                     await store.result(job_id)
@@ -148,7 +148,7 @@ async def test_hostile_rows_are_dead_lettered_never_run(store_factory: StoreFact
             "do not fit": await store_factory.insert_raw(store, "take", '{"nope": 1}'),
         }
         good = await tasks.enqueue(store, "take", {"x": 7})
-        async with Manager(store, tasks, **FAST) as manager:
+        async with Manager(store, tasks, poll_interval=POLL) as manager:
             with no_hang():
                 assert await store.result(good) is None
             await until("the dead letters", lambda: _count(store, "dead", len(rows)))
@@ -179,7 +179,7 @@ async def test_priority_order_through_the_manager(store_factory: StoreFactory) -
         plan = [0, 3, 0, 9, 3]
         for i, p in enumerate(plan):
             await tasks.enqueue(store, "note", {"i": i}, priority=p)
-        async with Manager(store, tasks, concurrency=1, **FAST):
+        async with Manager(store, tasks, concurrency=1, poll_interval=POLL):
             await until("all five", lambda: _count(store, "succeeded", 5))
         assert order == [3, 1, 4, 0, 2]
 
@@ -201,7 +201,7 @@ async def test_worker_groups_and_pause(store_factory: StoreFactory) -> None:
         for q in "ab" * 6:
             await tasks.enqueue(store, "work", {"q": q}, queue=q)
         await tasks.enqueue(store, "work", {"q": "c"}, queue="c")  # served by no group
-        manager = Manager(store, tasks, concurrency={"a": 1, "b": 3}, **FAST)
+        manager = Manager(store, tasks, concurrency={"a": 1, "b": 3}, poll_interval=POLL)
         async with manager:
             await until("the groups to fill", lambda: _true(running == {"a": 1, "b": 3}))
             manager.pause()
@@ -243,7 +243,7 @@ async def test_stop_drains_then_releases_without_counting(store_factory: StoreFa
     async with opened(store_factory) as store:
         quick = await tasks.enqueue(store, "job", {"name": "quick"})
         stuck = await tasks.enqueue(store, "job", {"name": "stuck"})
-        manager = Manager(store, tasks, concurrency=2, shutdown_grace=3600, **FAST)
+        manager = Manager(store, tasks, concurrency=2, shutdown_grace=3600, poll_interval=POLL)
         async with manager:
             with no_hang():
                 await started["quick"].wait()
@@ -276,7 +276,7 @@ async def test_grace_runs_out(store_factory: StoreFactory) -> None:
 
     async with opened(store_factory) as store:
         job_id = await tasks.enqueue(store, "forever")
-        async with Manager(store, tasks, shutdown_grace=0.05, **FAST):
+        async with Manager(store, tasks, shutdown_grace=0.05, poll_interval=POLL):
             with no_hang():
                 await started.wait()
         record = await store.get(job_id)
@@ -303,7 +303,7 @@ async def test_lost_lease_cancels_the_attempt(store_factory: StoreFactory) -> No
 
     async with opened(store_factory) as store:
         job_id = await tasks.enqueue(store, "long")
-        manager = Manager(store, tasks, lease=0.3, **FAST)
+        manager = Manager(store, tasks, lease=0.3, poll_interval=POLL)
         async with manager:
             with no_hang():
                 await started.wait()
@@ -330,3 +330,96 @@ async def _steal(factory: StoreFactory, store: Store) -> aw.store.Claimed:
             if claimed:
                 return claimed[0]
             await anyio.sleep(0.01)
+
+
+async def test_a_hundred_thousand_jobs_hold_no_more_than_the_concurrency(
+    store_factory: StoreFactory,
+) -> None:
+    """Claims are bounded by free capacity: however deep the queue, the Manager holds at
+    most `concurrency` jobs (and its Runtime queues no more than that)."""
+    tasks = TaskRegistry()
+    seen: list[tuple[int, int]] = []
+    manager: Manager | None = None
+    runtime = aw.Runtime(workers=50)
+
+    @tasks.task("tick")
+    async def tick(i: int) -> None:
+        assert manager is not None
+        m = runtime.metrics()
+        seen.append((manager.held(), m.pending + m.running))
+
+    async with opened(store_factory) as store:
+        await store.enqueue_many(tasks.job("tick", {"i": i}) for i in range(100_000))
+        async with runtime:
+            manager = Manager(store, tasks, concurrency=8, runtime=runtime, poll_interval=POLL)
+            async with manager:
+                await until("some done", lambda: _at_least(store, "succeeded", 500))
+        counts = await store.counts()
+        assert counts["succeeded"] + counts["queued"] == 100_000
+        assert counts["running"] == 0  # stopping released or finished everything
+        m = manager.metrics()
+        assert (m.lease_losses, m.released) == (0, 0)  # a clean drain: no write refused
+        assert m.succeeded == counts["succeeded"] == m.claimed
+    assert len(seen) >= 500
+    assert max(held for held, _ in seen) <= 8
+    assert max(in_runtime for _, in_runtime in seen) <= 8
+    assert max(held for held, _ in seen) == 8  # and it did use its capacity
+
+
+async def _at_least(store: Store, state: str, n: int) -> bool:
+    return (await store.counts())[state] >= n  # type: ignore[index]
+
+
+class FlakyStore:
+    """A store whose first claims fail, as when the database restarts."""
+
+    def __init__(self, inner: Store, failures: int) -> None:
+        self._inner = inner
+        self.failures = failures
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def claim(self, *args: Any) -> list[aw.store.Claimed]:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionResetError("the database went away")
+        return await self._inner.claim(*args)
+
+
+async def test_claim_errors_are_waited_out(store_factory: StoreFactory) -> None:
+    tasks = TaskRegistry()
+
+    @tasks.task("one")
+    async def one() -> int:
+        return 1
+
+    async with opened(store_factory) as inner:
+        job_id = await tasks.enqueue(inner, "one")
+        store = FlakyStore(inner, failures=2)
+        async with Manager(store, tasks, poll_interval=0.01):
+            with no_hang():
+                assert await inner.result(job_id) == 1
+        assert store.failures == 0
+
+
+def test_bad_manager_options() -> None:
+    tasks = TaskRegistry()
+    store = aw.store.SQLiteStore("unused.db")
+    bad: list[tuple[dict[str, Any], type[Exception]]] = [
+        ({"concurrency": 0}, ValueError),
+        ({"concurrency": "3"}, TypeError),
+        ({"concurrency": {}}, ValueError),
+        ({"concurrency": {"a": 0}}, ValueError),
+        ({"concurrency": {"a": 1}, "queues": ["a"]}, ValueError),
+        ({"queues": "abc"}, TypeError),
+        ({"lease": 0}, ValueError),
+        ({"poll_interval": -1}, ValueError),
+        ({"shutdown_grace": "x"}, TypeError),
+        ({"runtime": object()}, TypeError),
+    ]
+    for kwargs, error in bad:
+        with pytest.raises(error):
+            Manager(store, tasks, **kwargs)
+    with pytest.raises(TypeError, match="TaskRegistry"):
+        Manager(store, {})  # type: ignore[arg-type]
