@@ -97,3 +97,9 @@ def slow_thread(seconds: float) -> float:
         aw.check_cancelled()
         time.sleep(_STEP)
     return seconds
+
+
+@tasks.task("square", kind="process")
+def square(n: int) -> int:
+    """CPU work in a worker process of the Runtime's pool."""
+    return n * n

@@ -423,3 +423,15 @@ def test_bad_manager_options() -> None:
             Manager(store, tasks, **kwargs)
     with pytest.raises(TypeError, match="TaskRegistry"):
         Manager(store, {})  # type: ignore[arg-type]
+
+
+async def test_thread_and_process_tasks(store_factory: StoreFactory) -> None:
+    from _store_tasks import tasks
+
+    async with opened(store_factory) as store:
+        squares = [await tasks.enqueue(store, "square", {"n": n}) for n in range(4)]
+        slow = await tasks.enqueue(store, "slow_thread", {"seconds": 0.01})
+        async with Manager(store, tasks, concurrency=4, poll_interval=POLL):
+            with no_hang():
+                assert [await store.result(i) for i in squares] == [0, 1, 4, 9]
+                assert await store.result(slow) == 0.01
