@@ -39,8 +39,9 @@ __all__ = ["SQLiteStore"]
 
 T = TypeVar("T")
 
-# How often wait_for_work looks for commits by other connections (PRAGMA data_version).
-_WATCH_INTERVAL = 0.05
+# How often wait_for_work looks for commits by other connections (PRAGMA data_version): a
+# thread hop of ~0.1 ms each, so an idle worker spends ~0.5 % of a core on it.
+_WATCH_INTERVAL = 0.02
 
 _COLUMNS = (
     "id, task, args, state, priority, queue, attempts, max_attempts, result, error, key, "
