@@ -139,9 +139,18 @@ async def aw_pickup(path: Path, samples: int) -> float:
 def huey_app(path: Path) -> tuple[Any, Any]:
     """huey on the SQLite file, and its task (calling it enqueues and returns a Result)."""
     from huey import SqliteHuey
+    from huey.storage import SqliteStorage
 
-    # WAL (huey's default) and synchronous=NORMAL, as SQLiteStore: the same durability.
-    huey = SqliteHuey("bench", filename=str(path), pragmas={"synchronous": 1})
+    class NormalSync(SqliteStorage):  # type: ignore[misc]
+        """WAL (huey's default) and synchronous=NORMAL, as SQLiteStore: the same durability
+        (huey's own switch offers only FULL or OFF)."""
+
+        def _create_connection(self) -> Any:
+            conn = super()._create_connection()
+            conn.execute("pragma synchronous=1")
+            return conn
+
+    huey = SqliteHuey("bench", filename=str(path), storage_class=NormalSync)
     return huey, huey.task(name="nothing")(_huey_nothing)
 
 

@@ -19,6 +19,7 @@ what is left of the grace.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -34,9 +35,7 @@ from types import TracebackType
 from typing import Any
 
 import anyio
-from anyio import from_thread
 from anyio.abc import TaskGroup
-from anyio.lowlevel import EventLoopToken, current_token
 
 import asyncworkers as aw
 
@@ -566,10 +565,10 @@ class Manager:
 
     def _start_heartbeat(self) -> None:
         beat = self._store.sync_heartbeat()
-        loop_token = current_token()
+        loop = asyncio.get_running_loop()
         thread = threading.Thread(
             target=self._heartbeat_thread,
-            args=(beat, loop_token),
+            args=(beat, loop),
             name=f"asyncworkers-heartbeat-{self.worker}",
             daemon=True,  # never keeps a dying process alive; leases then expire by design
         )
@@ -581,7 +580,7 @@ class Manager:
         if self._beat_thread is not None:
             self._beat_thread.join(timeout=10)
 
-    def _heartbeat_thread(self, beat: SyncHeartbeat, loop_token: EventLoopToken) -> None:
+    def _heartbeat_thread(self, beat: SyncHeartbeat, loop: asyncio.AbstractEventLoop) -> None:
         interval = self._lease / 3
         try:
             while not self._beat_stop.wait(interval):
@@ -595,9 +594,11 @@ class Manager:
                     log.exception("heartbeat failed")
                     continue
                 if lost:
+                    # Not waited for: with the loop blocked, the other leases still need
+                    # their beats; the loop cancels the lost attempts when it can.
                     try:
-                        from_thread.run_sync(self._lost, lost, token=loop_token)
-                    except RuntimeError:  # the loop is gone: nothing left to cancel
+                        loop.call_soon_threadsafe(self._lost, lost)
+                    except RuntimeError:  # the loop is closed: nothing left to cancel
                         return
         finally:
             beat.close()
