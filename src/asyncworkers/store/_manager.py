@@ -200,7 +200,10 @@ class Manager:
         if self._started:
             raise RuntimeError(f"{self!r} can be started only once")
         self._started = True
+        if self._handle_signals and threading.current_thread() is not threading.main_thread():
+            raise RuntimeError("handle_signals=True needs the event loop of the main thread")
         await self._store.open()
+        beat = self._store.sync_heartbeat()  # before anything runs: it may fail
         self._wake = anyio.Event()
         self._stopped = anyio.Event()
         self._stop_asked = anyio.Event()
@@ -220,7 +223,7 @@ class Manager:
         self._tg.start_soon(self._sweep_loop)
         if self._handle_signals:
             self._tg.start_soon(self._signal_loop)
-        self._start_heartbeat()
+        self._start_heartbeat(beat)
         return self
 
     async def __aexit__(
@@ -563,8 +566,7 @@ class Manager:
 
     # -- leases --------------------------------------------------------------------------
 
-    def _start_heartbeat(self) -> None:
-        beat = self._store.sync_heartbeat()
+    def _start_heartbeat(self, beat: SyncHeartbeat) -> None:
         loop = asyncio.get_running_loop()
         thread = threading.Thread(
             target=self._heartbeat_thread,
