@@ -77,14 +77,16 @@ def fail(command: str, message: str) -> int:
 
 
 def run_with_store(
-    command: str, url: str, body: Callable[[aw.store.Store], Awaitable[T]]
+    command: str, url: str, body: Callable[[aw.store.Store], Awaitable[T]], *, opened: bool = True
 ) -> T | int:
-    """Open the store at *url*, run *body* with it, close it; 2 on a store that cannot be
-    opened or a bad value found on the way (the error printed on one line)."""
+    """Open the store at *url* (unless *opened* is False: *body* opens it), run *body* with
+    it, close it; 2 on a store that cannot be opened or a bad value found on the way (the
+    error printed on one line)."""
 
     async def main() -> T:
         store = aw.store.open_store(url)
-        await store.open()
+        if opened:
+            await store.open()
         try:
             return await body(store)
         finally:

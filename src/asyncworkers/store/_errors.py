@@ -12,7 +12,16 @@ class StoreError(AsyncworkersError):
 
 
 class StoreUnavailable(StoreError):
-    """The database cannot be reached or opened; the message names the path or host:port."""
+    """The database cannot be reached or opened; the message names the path or host:port.
+
+    ``transient`` is True when trying again later may work (a server that refuses or drops
+    connections), False for a mistake that waiting does not fix (a missing folder, a file
+    that is not a database). ``asyncworkers worker`` keeps trying on a transient one.
+    """
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class JobDead(StoreError):
