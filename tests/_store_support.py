@@ -17,8 +17,8 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -96,6 +96,17 @@ def sqlite_factory(tmp_path: Path) -> Iterator[StoreFactory]:
 STORE_FACTORIES: dict[str, Callable[[Path], AbstractContextManager[StoreFactory]]] = {
     "sqlite": sqlite_factory,
 }
+
+
+@asynccontextmanager
+async def opened(factory: StoreFactory) -> AsyncIterator[aw.store.Store]:
+    """A store of the factory's, opened for the block."""
+    store = factory.make()
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
 
 
 # -- watching a store from a sync test -----------------------------------------------------

@@ -4,8 +4,6 @@ pause, stop with drain and release, lease loss, and claims bounded by the concur
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -13,20 +11,10 @@ import pytest
 
 import asyncworkers as aw
 from _helpers import no_hang
-from _store_support import StoreFactory
+from _store_support import StoreFactory, opened
 from asyncworkers.store import Manager, Store, TaskRegistry
 
 POLL = 0.05  # seconds: quick looks for work, so the tests do not wait on the poll
-
-
-@asynccontextmanager
-async def opened(factory: StoreFactory) -> AsyncIterator[Store]:
-    store = factory.make()
-    await store.open()
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 async def until(what: str, check: Any) -> None:

@@ -17,20 +17,9 @@ import anyio
 import asyncworkers as aw
 
 from ._args import Commands, positive_int
-from ._store_args import add_store_option, run_with_store, task_registry
+from ._store_args import add_store_option, positive_seconds, run_with_store, task_registry
 
-__all__ = ["add_command", "positive_seconds", "reach"]
-
-
-def positive_seconds(text: str) -> float:
-    """A number of seconds > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds > 0, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected seconds > 0, got {text!r}")
-    return value
+__all__ = ["add_command", "reach"]
 
 
 def add_command(commands: Commands) -> None:
