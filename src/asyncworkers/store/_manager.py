@@ -35,7 +35,7 @@ from types import TracebackType
 from typing import Any
 
 import anyio
-from anyio.abc import TaskGroup
+from anyio.abc import TaskGroup, TaskStatus
 
 import asyncworkers as aw
 
@@ -221,8 +221,8 @@ class Manager:
         await self._tg.__aenter__()
         self._tg.start_soon(self._claim_loop)
         self._tg.start_soon(self._sweep_loop)
-        if self._handle_signals:
-            self._tg.start_soon(self._signal_loop)
+        if self._handle_signals:  # started: its handlers are in place when we return
+            await self._tg.start(self._signal_loop)
         self._start_heartbeat(beat)
         return self
 
@@ -631,8 +631,9 @@ class Manager:
 
     # -- stopping ------------------------------------------------------------------------
 
-    async def _signal_loop(self) -> None:
+    async def _signal_loop(self, *, task_status: TaskStatus[None]) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            task_status.started()
             async for signum in signals:
                 if self._stopping:
                     log.warning("second %s: stopping at once", signal.Signals(signum).name)
