@@ -4,6 +4,8 @@ pause, stop with drain and release, lease loss, and claims bounded by the concur
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from typing import Any
 
 import anyio
@@ -11,7 +13,7 @@ import pytest
 
 import asyncworkers as aw
 from _helpers import no_hang
-from _store_support import StoreFactory, opened
+from _store_support import StoreFactory, opened, query
 from asyncworkers.store import Manager, Store, TaskRegistry
 
 POLL = 0.05  # seconds: quick looks for work, so the tests do not wait on the poll
@@ -423,3 +425,43 @@ async def test_thread_and_process_tasks(store_factory: StoreFactory) -> None:
             with no_hang():
                 assert [await store.result(i) for i in squares] == [0, 1, 4, 9]
                 assert await store.result(slow) == 0.01
+
+
+async def test_the_heartbeat_thread_renews_leases_while_the_loop_is_blocked(
+    store_factory: StoreFactory,
+) -> None:
+    """A job blocks the event loop (a bug in user code); a watcher thread sees the lease
+    renewed during the block, which only the heartbeat thread can have done."""
+    tasks = TaskRegistry()
+    block: dict[str, float] = {}
+
+    @tasks.task("blocker")
+    async def blocker() -> str:
+        block["from"] = time.time()
+        time.sleep(1.5)  # noqa: ASYNC251 - blocking the loop is the point
+        block["to"] = time.time()
+        return "done"
+
+    seen: list[tuple[float, float]] = []  # (when, lease_until)
+    stop = threading.Event()
+
+    def watch(job_id: int) -> None:
+        while not stop.is_set():
+            record = query(store_factory, lambda store: store.get(job_id))
+            if record is not None and record.lease_until is not None:
+                seen.append((time.time(), record.lease_until))
+            time.sleep(0.02)
+
+    async with opened(store_factory) as store:
+        job_id = await tasks.enqueue(store, "blocker")
+        watcher = threading.Thread(target=watch, args=(job_id,))
+        watcher.start()
+        try:
+            async with Manager(store, tasks, lease=0.3, poll_interval=POLL):
+                with no_hang():
+                    assert await store.result(job_id) == "done"
+        finally:
+            stop.set()
+            watcher.join()
+    during = {lease for when, lease in seen if block["from"] < when < block["to"]}
+    assert len(during) >= 2, (block, seen)  # renewed while the loop could not run
