@@ -465,3 +465,21 @@ async def test_the_heartbeat_thread_renews_leases_while_the_loop_is_blocked(
             watcher.join()
     during = {lease for when, lease in seen if block["from"] < when < block["to"]}
     assert len(during) >= 2, (block, seen)  # renewed while the loop could not run
+
+
+async def test_queues_limit_what_is_claimed(store_factory: StoreFactory) -> None:
+    tasks = TaskRegistry()
+
+    @tasks.task("q")
+    async def q() -> str:
+        return "ran"
+
+    async with opened(store_factory) as store:
+        mine = [await tasks.enqueue(store, "q", queue=name) for name in ("a", "b")]
+        other = await tasks.enqueue(store, "q", queue="c")
+        async with Manager(store, tasks, queues=["a", "b"], poll_interval=POLL) as manager:
+            with no_hang():
+                assert [await store.result(i) for i in mine] == ["ran", "ran"]
+            with pytest.raises(ValueError, match="no worker group serves queue 'c'"):
+                manager.pause("c")
+        assert await state_of(store, other) == "queued"
