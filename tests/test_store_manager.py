@@ -483,3 +483,37 @@ async def test_queues_limit_what_is_claimed(store_factory: StoreFactory) -> None
             with pytest.raises(ValueError, match="no worker group serves queue 'c'"):
                 manager.pause("c")
         assert await state_of(store, other) == "queued"
+
+
+async def test_sys_exit_in_a_task_fails_its_job_not_the_worker(
+    store_factory: StoreFactory,
+) -> None:
+    tasks = TaskRegistry()
+    runs: list[str] = []
+
+    @tasks.task("exits", retry=aw.Retry(attempts=2))
+    async def exits() -> None:
+        runs.append("exits")
+        raise SystemExit(3)
+
+    @tasks.task("interrupts", retry=aw.Retry(attempts=1))
+    def interrupts() -> None:
+        raise KeyboardInterrupt
+
+    @tasks.task("fine")
+    async def fine() -> str:
+        return "still working"
+
+    async with opened(store_factory) as store:
+        bad = [await tasks.enqueue(store, name) for name in ("exits", "interrupts")]
+        async with Manager(store, tasks, poll_interval=POLL):
+            for job_id in bad:
+                with no_hang(), pytest.raises(aw.store.JobDead, match="TaskExited"):
+                    await store.result(job_id)
+            good = await tasks.enqueue(store, "fine")
+            with no_hang():
+                assert await store.result(good) == "still working"
+        assert runs == ["exits", "exits"]  # retried like any failure
+        record = await store.get(bad[0])
+        assert record is not None
+        assert "raised SystemExit(3)" in (record.error or "")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .._core._exceptions import AsyncworkersError
 
-__all__ = ["JobDead", "StoreError", "StoreUnavailable"]
+__all__ = ["JobDead", "StoreError", "StoreUnavailable", "TaskExited"]
 
 
 class StoreError(AsyncworkersError):
@@ -31,3 +31,12 @@ class JobDead(StoreError):
         super().__init__(f"job {id} is dead: {error or 'no error recorded'}")
         self.id = id
         self.error = error
+
+
+class TaskExited(StoreError):
+    """A task raised ``SystemExit`` or ``KeyboardInterrupt``: a failure of its job (retried
+    like any other), not the end of the worker that runs it."""
+
+    def __init__(self, task: str, exc: BaseException) -> None:
+        super().__init__(f"task {task!r} raised {type(exc).__name__}({exc})")
+        self.task = task

@@ -454,7 +454,7 @@ class Manager:
         assert self._runtime is not None
         claimed = held.claimed
         unit: aw.WorkUnit[Any] = aw.WorkUnit(
-            spec.fn,
+            spec.call,
             kwargs=args,
             priority=claimed.priority,
             name=f"{claimed.task}#{claimed.id}",
