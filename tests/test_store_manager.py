@@ -517,3 +517,25 @@ async def test_sys_exit_in_a_task_fails_its_job_not_the_worker(
         record = await store.get(bad[0])
         assert record is not None
         assert "raised SystemExit(3)" in (record.error or "")
+
+
+async def test_run_until_stopped(store_factory: StoreFactory) -> None:
+    tasks = TaskRegistry()
+
+    @tasks.task("one")
+    async def one() -> int:
+        return 1
+
+    async with opened(store_factory) as store:
+        job_id = await tasks.enqueue(store, "one")
+        manager = Manager(store, tasks, poll_interval=POLL)
+        with pytest.raises(RuntimeError, match="not running"):
+            await manager.wait_stopping()
+        with no_hang():
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(manager.run)
+                assert await store.result(job_id) == 1
+                manager.stop()
+        with pytest.raises(RuntimeError, match="only once"):
+            await manager.__aenter__()
+        assert "stopping" in repr(manager)
