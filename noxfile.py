@@ -54,6 +54,7 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/bridges.py")
     session.run("python", "benchmarks/sync.py")
     session.run("python", "benchmarks/dispatch.py")
+    session.run("python", "benchmarks/store_sqlite.py")
 
 
 @nox.session

@@ -1,16 +1,29 @@
-"""Every async test runs twice: on the stock asyncio loop and on uvloop."""
+"""Every async test runs twice: on the stock asyncio loop and on uvloop. Every test that
+takes ``store_factory`` runs once per store (tests/_store_support.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from _helpers import LOOP_FACTORIES
+from _store_support import STORE_FACTORIES, StoreFactory
 
 
 def pytest_asyncio_loop_factories(
     config: pytest.Config, item: pytest.Item
 ) -> Mapping[str, Callable[[], Any]]:
     return LOOP_FACTORIES
+
+
+# Stores: the store-agnostic tests run once per store factory (tests/_store_support.py).
+
+
+@pytest.fixture(params=sorted(STORE_FACTORIES))
+def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
+    """A fresh, empty store of each kind in STORE_FACTORIES."""
+    with STORE_FACTORIES[request.param](tmp_path) as factory:
+        yield factory

@@ -54,3 +54,6 @@ __all__ = (
     "dispatch_sync",
     "run",
 )
+
+# The durable job store, as ``aw.store``: imported last, since it uses the names above.
+from . import store as store
