@@ -116,6 +116,8 @@ def main() -> None:
         ThreadPoolExecutor(WORKERS) as pool,
         aw.SyncRuntime(WORKERS, threads=WORKERS, use_uvloop=False) as on_asyncio,
         aw.SyncRuntime(WORKERS, threads=WORKERS, use_uvloop=True) as on_uvloop,
+        # A bound that is never reached must cost nothing (issue 7, item 11).
+        aw.SyncRuntime(WORKERS, use_uvloop=True, max_pending=10 * args.jobs) as bounded,
     ):
         peers = [
             Peer("ThreadPoolExecutor, plain fn", lambda i: pool.submit(plain, i)),
@@ -123,6 +125,7 @@ def main() -> None:
             Peer("SyncRuntime asyncio, coroutine", lambda i: on_asyncio.submit(coro, i)),
             Peer("SyncRuntime uvloop, plain fn", lambda i: on_uvloop.submit(plain, i)),
             Peer("SyncRuntime uvloop, coroutine", lambda i: on_uvloop.submit(coro, i)),
+            Peer("SyncRuntime uvloop, coro, max_pending", lambda i: bounded.submit(coro, i)),
         ]
         for peer in peers:  # warm: threads started, caches filled
             producers(peer.submit, min(args.jobs, 2_000), args.threads)
