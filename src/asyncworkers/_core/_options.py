@@ -51,17 +51,10 @@ class OtherOptions(TypedDict, total=False):
     kind: Kind | None
 
 
-class JobOptions(TypedDict, total=False):
+class JobOptions(OtherOptions, total=False):
     """Keyword options of ``submit``, ``submit_nowait``, ``run`` and ``map``."""
 
     priority: int
-    timeout: float | None
-    retry: Retry | None
-    token: CancellationToken | None
-    name: str | None
-    callback: Callable[[Any], object] | None
-    metadata: Mapping[str, Any] | None
-    kind: Kind | None
 
 
 class Options:
