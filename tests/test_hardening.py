@@ -557,3 +557,16 @@ def test_19_demo_with_few_workers(workers: str) -> None:
     checks = [line for line in proc.stdout.splitlines() if line.startswith(("ok ", "FAIL "))]
     assert len(checks) >= 6, proc.stdout
     assert all(line.startswith("ok ") for line in checks), proc.stdout
+
+
+# -- the same class as 12 and 13: controls from another thread --------------------------
+
+
+@pytest.mark.parametrize("control", ["pause", "resume", "resize"])
+async def test_controls_from_another_thread_are_refused(control: str) -> None:
+    async with aw.Runtime(2) as rt:
+        call = (lambda: rt.resize(3)) if control == "resize" else getattr(rt, control)
+        with pytest.raises(RuntimeError, match="own event loop"):
+            await anyio.to_thread.run_sync(call)
+        assert not rt.paused
+        assert await rt.run(double, 2) == 4

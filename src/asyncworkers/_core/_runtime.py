@@ -603,6 +603,15 @@ class Runtime:
                     _wake_one(self._room_waiters)
                 raise
 
+    def _check_own_loop(self, what: str) -> None:
+        """Controls wake the workers' futures, which only the runtime's loop may touch."""
+        loop = self._loop
+        if loop is not None and _running_loop() is not loop and not loop.is_closed():
+            raise RuntimeError(
+                f"{what} must be called from the runtime's own event loop thread; from "
+                "another thread, hand it over with loop.call_soon_threadsafe()"
+            )
+
     def _queue_full(self) -> QueueFull:
         return QueueFull(f"the queue is full: max_pending={self._max_pending} jobs are waiting")
 
@@ -629,10 +638,12 @@ class Runtime:
 
     def pause(self) -> None:
         """Start no new jobs until :meth:`resume`; running jobs go on."""
+        self._check_own_loop("pause()")
         self._paused = True
 
     def resume(self) -> None:
         """Start jobs again after :meth:`pause`."""
+        self._check_own_loop("resume()")
         self._paused = False
         _wake_all(self._idle)
 
@@ -643,6 +654,7 @@ class Runtime:
     def resize(self, workers: int) -> None:
         """Change how many jobs run at once. Surplus workers leave after their current job."""
         check_count("workers", workers)
+        self._check_own_loop("resize()")
         self._target = workers
         if self._state is _OPEN:
             self._spawn_workers()
