@@ -451,20 +451,25 @@ class SyncRuntime:
         set, blocks while the queue is full. Raises :class:`RuntimeClosed` once shutdown
         has begun and ``RuntimeError`` before :meth:`start`.
         """
-        if options:
-            priority, opts = parse_options(
-                self._runtime, fn, args, None, options
-            )  # bad input fails here
-        else:
-            priority, opts = _NORMAL, plain_options(self._runtime, fn)
-        return self._hand_in((fn, args, None, priority, opts))
+        return self._hand_in(self._parse(fn, args, options))
 
     def enqueue(self, unit: WorkUnit[T]) -> Future[T]:
         """Queue a :class:`WorkUnit` (it may carry kwargs and a callback); like :meth:`submit`."""
         return self._hand_in(parse_unit(self._runtime, unit))
 
-    def _hand_in(self, parsed: _Parsed) -> _JobFuture[Any]:
-        future: _JobFuture[Any] = _JobFuture(self)
+    def _parse(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], options: Mapping[str, Any]
+    ) -> _Parsed:
+        """Check a job here, in the calling thread, so that bad input fails at the call."""
+        if options:
+            priority, opts = parse_options(self._runtime, fn, args, None, options)
+        else:
+            priority, opts = _NORMAL, plain_options(self._runtime, fn)
+        return fn, args, None, priority, opts
+
+    def _hand_in(self, parsed: _Parsed, future: _JobFuture[Any] | None = None) -> _JobFuture[Any]:
+        if future is None:
+            future = _JobFuture(self)
         if threading.get_ident() == self._loop_ident:
             return self._hand_in_on_loop(future, parsed)
         if self._max_pending is not None and self._looks_full():
@@ -544,11 +549,14 @@ class SyncRuntime:
         exception). Interrupted (``KeyboardInterrupt``) while it waits, it cancels the job.
         ``RuntimeError`` from the runtime's own loop."""
         self._check_may_block("run()", None)
-        future = self.submit(fn, *args, **options)
+        parsed = self._parse(fn, args, options)
+        # The future exists before the job is handed in, so that an interrupt that lands
+        # anywhere after this line, even while the job is being handed in, cancels it.
+        future: _JobFuture[Any] = _JobFuture(self)
         try:
+            self._hand_in(parsed, future)
             return future.result()
         except BaseException:
-            assert isinstance(future, _JobFuture)
             future._cancel_soon("the caller of run() was interrupted")
             raise
 
