@@ -1,0 +1,141 @@
+"""Checking what goes into a store, and decoding what comes out: shared by every store.
+
+A store calls :func:`new_job` for each job it is asked to enqueue, so that bad input fails at
+the call that made it (TypeError/ValueError naming the field), whatever the database.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from typing import Any
+
+import anyio
+
+from .._core._exceptions import JobCancelled
+from ._errors import JobDead
+from ._protocol import MAX_PAYLOAD_BYTES, JobRecord, NewJob, Store
+
+__all__ = ["decode_json", "encode_args", "encode_result", "new_job", "wait_result"]
+
+
+def encode_args(args: object, *, task: str = "?") -> str:
+    """The JSON text of a job's arguments: a dict with str keys (or None for ``{}``)."""
+    if args is None:
+        return "{}"
+    if not isinstance(args, dict):
+        raise TypeError(
+            f"job arguments of {task!r} must be a dict (the task's keyword arguments), "
+            f"got {type(args).__name__}"
+        )
+    try:
+        text = json.dumps(args, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"job arguments of {task!r} are not JSON: {exc}") from None
+    if len(text.encode()) > MAX_PAYLOAD_BYTES:
+        raise ValueError(
+            f"job arguments of {task!r} are {len(text.encode())} bytes of JSON, "
+            f"more than the limit of {MAX_PAYLOAD_BYTES}"
+        )
+    return text
+
+
+def encode_result(value: object, *, task: str = "?") -> str:
+    """The JSON text of a task's return value; TypeError naming the task otherwise."""
+    try:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"task {task!r} returned a value that is not JSON: {exc}") from None
+
+
+def decode_json(text: str | None) -> Any:
+    """Decode a stored JSON column (None stays None)."""
+    return None if text is None else json.loads(text)
+
+
+def new_job(
+    task: str,
+    args: dict[str, Any] | None = None,
+    *,
+    priority: int = 0,
+    queue: str = "default",
+    run_at: float | None = None,
+    delay: float | None = None,
+    max_attempts: int = 3,
+    key: str | None = None,
+) -> NewJob:
+    """Check one job's fields and build its :class:`NewJob` (``delay`` becomes ``run_at``)."""
+    if not isinstance(task, str) or not task:
+        raise TypeError(f"task must be a non-empty str, got {task!r}")
+    _check_int("priority", priority)
+    if not isinstance(queue, str) or not queue:
+        raise TypeError(f"queue must be a non-empty str, got {queue!r}")
+    _check_int("max_attempts", max_attempts)
+    if max_attempts < 1:
+        raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
+    if key is not None and (not isinstance(key, str) or not key):
+        raise TypeError(f"key must be a non-empty str or None, got {key!r}")
+    if run_at is not None and delay is not None:
+        raise ValueError("give run_at or delay, not both")
+    if delay is not None:
+        _check_time("delay", delay)
+        if delay < 0:
+            raise ValueError(f"delay must be >= 0, got {delay}")
+        run_at = time.time() + delay
+    elif run_at is not None:
+        _check_time("run_at", run_at)
+    return NewJob(
+        task=task,
+        args_json=encode_args(args, task=task),
+        priority=priority,
+        queue=queue,
+        run_at=run_at,
+        max_attempts=max_attempts,
+        key=key,
+    )
+
+
+def _check_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+
+
+def _check_time(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        raise TypeError(f"{name} must be a number of seconds, got {value!r}")
+
+
+async def wait_result(store: Store, id: int, timeout: float | None) -> Any:
+    """``Store.result`` by polling ``get``: a store without notifications can use this.
+
+    Polls at 5 ms growing to 0.5 s, so a long wait costs few queries.
+    """
+    pause = 0.005
+    with anyio.fail_after(timeout) if timeout is not None else _no_limit():
+        while True:
+            record = await store.get(id)
+            if record is None:
+                raise KeyError(f"no job with id {id}")
+            outcome = _ended(record)
+            if outcome is not _NOT_YET:
+                return outcome
+            await anyio.sleep(pause)
+            pause = min(pause * 2, 0.5)
+
+
+_NOT_YET = object()
+
+
+def _ended(record: JobRecord) -> Any:
+    if record.state == "succeeded":
+        return record.result
+    if record.state == "dead":
+        raise JobDead(record.id, record.error)
+    if record.state == "cancelled":
+        raise JobCancelled(record.error or f"job {record.id} was cancelled")
+    return _NOT_YET
+
+
+def _no_limit() -> anyio.CancelScope:
+    return anyio.CancelScope()
