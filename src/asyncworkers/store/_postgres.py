@@ -1,0 +1,462 @@
+"""PostgresStore: the job store for many workers on many machines (asyncpg).
+
+How it keeps its promises:
+
+- **Claims** walk a partial index in claim order with ``FOR UPDATE SKIP LOCKED``: workers
+  claiming at once never wait on each other nor hand out one row twice.
+- **Fencing**: every write about a claimed job matches the claim's token (see _pg_sql).
+- **Completions** from jobs that finish together share one UPDATE and one commit
+  (_pg_batch), which is most of the throughput on a fsync'ing server.
+- **Wake-ups**: a LISTEN connection of its own (_pg_listen); inserts NOTIFY by trigger.
+- **Schema**: versioned migrations under an advisory lock (_pg_migrations).
+- **Lost connections**: a pool connection killed under a call is replaced and the call run
+  again (_pg_connect); after a few seconds without a server, ``StoreUnavailable`` names the
+  host and port.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import asyncpg
+
+from ._errors import StoreError
+from ._jobs import decode_json, new_job, wait_result
+from ._pg_batch import CompletionBatcher, Write
+from ._pg_connect import Target, is_connection_lost, parse_target, unavailable, with_retries
+from ._pg_heartbeat import PgSyncHeartbeat
+from ._pg_listen import Listener
+from ._pg_migrations import channel_for, migrate
+from ._pg_sql import statements
+from ._protocol import MAX_PAYLOAD_BYTES, STATES, Claimed, JobRecord, NewJob, State
+
+__all__ = ["PostgresStore"]
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+    Conn = PoolConnectionProxy[asyncpg.Record]
+
+T = TypeVar("T")
+
+# rows per enqueue_many statement: big enough to amortize a round trip, small enough that
+# one statement's arrays stay a few MB
+_ENQUEUE_CHUNK = 5000
+
+
+class PostgresStore:
+    """Jobs in PostgreSQL, shared by any number of worker processes and machines.
+
+    :param dsn: ``postgresql://user@host:port/database``; a ``schema=NAME`` query parameter
+        is taken as *schema* (and not sent to the server)
+    :param schema: the schema that holds the tables (created, then upgraded by versioned
+        migrations, at ``open``); default ``asyncworkers``
+    :param pool_size: connections of the pool (claims, writes and queries); the store also
+        keeps one for LISTEN, and each ``sync_heartbeat()`` one of its own
+    :param connect_timeout: seconds to wait for a connection before ``StoreUnavailable``
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        schema: str | None = None,
+        pool_size: int = 4,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        self._target: Target = parse_target(dsn, schema)
+        if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 2:
+            # one connection claims while another writes completions
+            raise ValueError(f"pool_size must be an int >= 2, got {pool_size!r}")
+        if (
+            isinstance(connect_timeout, bool)
+            or not isinstance(connect_timeout, int | float)
+            or not connect_timeout > 0
+        ):
+            raise ValueError(f"connect_timeout must be seconds > 0, got {connect_timeout!r}")
+        self._pool_size = pool_size
+        self._connect_timeout = float(connect_timeout)
+        self._sql = statements(self._target.schema)
+        self._channel = channel_for(self._target.schema)
+        self._pool: asyncpg.Pool | None = None
+        self._listener: Listener | None = None
+        self._batcher = CompletionBatcher(self._write_completions)
+
+    @property
+    def schema(self) -> str:
+        return self._target.schema
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self._target.where!r}, schema={self._target.schema!r})"
+
+    async def __aenter__(self) -> PostgresStore:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect, create or upgrade the schema, start listening for new work."""
+        if self._pool is not None:
+            return
+        conn = await self._connect()
+        try:
+            await migrate(conn, self._target.schema)
+        finally:
+            await conn.close()
+        listener = Listener(self._target, self._channel)
+        try:
+            self._pool = await asyncpg.create_pool(
+                self._target.dsn,
+                min_size=1,
+                max_size=self._pool_size,
+                timeout=self._connect_timeout,
+            )
+            await listener.start()
+        except BaseException as exc:
+            await listener.close()
+            if self._pool is not None:
+                self._pool.terminate()
+                self._pool = None
+            if isinstance(exc, Exception) and is_connection_lost(exc):
+                raise unavailable(self._target, exc) from exc
+            raise
+        self._listener = listener
+
+    async def _connect(self) -> asyncpg.Connection:
+        try:
+            return await asyncpg.connect(self._target.dsn, timeout=self._connect_timeout)
+        except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+            # refused, no such database, authentication: each named with where it happened
+            raise unavailable(self._target, exc) from exc
+
+    async def close(self) -> None:
+        """Write the completions still queued, then close every connection (idempotent)."""
+        try:
+            await self._batcher.drain()
+        finally:
+            pool, self._pool = self._pool, None
+            listener, self._listener = self._listener, None
+            if listener is not None:
+                await listener.close()
+            if pool is not None:
+                try:
+                    await pool.close()
+                finally:
+                    pool.terminate()
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    async def _run(self, fn: Callable[[Conn, bool], Awaitable[T]]) -> T:
+        """``fn(conn, again)`` on a pool connection, run again on a fresh one if it dies."""
+
+        async def once(again: bool) -> T:
+            pool = self._pool
+            if pool is None:
+                raise StoreError(f"{self!r} is not open: await store.open() first")
+            async with pool.acquire() as conn:
+                return await fn(conn, again)
+
+        return await with_retries(self._target, once)
+
+    async def _notify(self) -> None:
+        await self._run(lambda conn, _: conn.execute(self._sql.notify, self._channel))
+
+    # -- enqueue -------------------------------------------------------------------------
+
+    async def enqueue(
+        self,
+        task: str,
+        args: dict[str, Any] | None = None,
+        *,
+        priority: int = 0,
+        queue: str = "default",
+        run_at: float | None = None,
+        delay: float | None = None,
+        max_attempts: int = 3,
+        key: str | None = None,
+    ) -> int:
+        """Add one job; its id (the existing job's id when *key* is already used)."""
+        job = new_job(
+            task,
+            args,
+            priority=priority,
+            queue=queue,
+            run_at=run_at,
+            delay=delay,
+            max_attempts=max_attempts,
+            key=key,
+        )
+        sql = self._sql
+
+        async def insert(conn: Conn, _: bool) -> int:
+            new_id: int | None = await conn.fetchval(
+                sql.enqueue,
+                job.task,
+                job.args_json,
+                job.priority,
+                job.queue,
+                job.max_attempts,
+                job.key,
+                job.run_at,
+            )
+            if new_id is None:  # the key is taken: the first job's id
+                row = await conn.fetchrow(sql.ids_by_key, [job.key])
+                assert row is not None  # keyed rows are only deleted by purge
+                new_id = int(row["id"])
+            return new_id
+
+        return await self._run(insert)
+
+    async def enqueue_many(self, jobs: Iterable[NewJob]) -> list[int]:
+        """Add many jobs, up to 5,000 per statement; their ids in input order."""
+        batch = list(jobs)
+        for i, job in enumerate(batch):
+            if not isinstance(job, NewJob):
+                raise TypeError(
+                    f"enqueue_many takes NewJob items (see store._jobs.new_job); item {i} is "
+                    f"{type(job).__name__}"
+                )
+        ids: list[int] = []
+        for start in range(0, len(batch), _ENQUEUE_CHUNK):
+            ids.extend(await self._enqueue_chunk(batch[start : start + _ENQUEUE_CHUNK]))
+        return ids
+
+    async def _enqueue_chunk(self, chunk: list[NewJob]) -> list[int]:
+        sql = self._sql
+        columns = (
+            [j.task for j in chunk],
+            [j.args_json for j in chunk],
+            [j.priority for j in chunk],
+            [j.queue for j in chunk],
+            [j.max_attempts for j in chunk],
+            [j.key for j in chunk],
+            [j.run_at for j in chunk],
+        )
+
+        async def insert(conn: Conn, _: bool) -> list[int]:
+            rows = await conn.fetch(sql.enqueue_many, *columns)
+            ids: list[int | None] = [r["id"] for r in rows]
+            taken = [j.key for j, i in zip(chunk, ids, strict=True) if i is None]
+            if not taken:
+                return ids  # type: ignore[return-value]  # every row inserted
+            # keys used before (or twice in this chunk): the first job's id
+            by_key = {r["key"]: r["id"] for r in await conn.fetch(sql.ids_by_key, taken)}
+            return [by_key[j.key] if i is None else i for j, i in zip(chunk, ids, strict=True)]
+
+        return await self._run(insert)
+
+    # -- the Manager's side --------------------------------------------------------------
+
+    async def claim(
+        self, queues: Sequence[str] | None, limit: int, lease: float, worker: str
+    ) -> list[Claimed]:
+        """Claim up to *limit* due jobs, priority first then FIFO, each with a lease."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"limit must be an int >= 1, got {limit!r}")
+        if isinstance(lease, bool) or not isinstance(lease, int | float) or not lease > 0:
+            raise ValueError(f"lease must be seconds > 0, got {lease!r}")
+        if queues is not None:
+            queues = list(queues)
+            if not queues:
+                return []
+        sql = self._sql
+        params: list[Any] = [limit, float(lease), worker, MAX_PAYLOAD_BYTES]
+        statement = sql.claim_any
+        if queues is not None:
+            statement = sql.claim_queues
+            params.append(queues)
+
+        async def take(conn: Conn, _: bool) -> list[asyncpg.Record]:
+            return await conn.fetch(statement, *params)
+
+        rows = await self._run(take)
+        claimed = [
+            Claimed(
+                id=r["id"],
+                task=r["task"],
+                args_json=r["args"],
+                queue=r["queue"],
+                priority=r["priority"],
+                attempt=r["attempts"],
+                max_attempts=r["max_attempts"],
+                lease_until=r["lease_until"],
+                token=r["claims"],
+            )
+            for r in rows
+            if r["state"] == "running"  # not an oversized row the claim dead-lettered
+        ]
+        claimed.sort(key=lambda c: (-c.priority, c.id))
+        return claimed
+
+    async def complete(self, id: int, token: int, result_json: str) -> bool:
+        """Mark a claimed job succeeded; False when fenced out. Completions that arrive
+        together are written by one statement (group commit)."""
+        if not isinstance(result_json, str):
+            raise TypeError(f"result_json must be JSON text (str), got {result_json!r}")
+        return await self._batcher.complete((id, token, result_json))
+
+    async def _write_completions(self, writes: list[Write]) -> set[int]:
+        ids = [w[0] for w in writes]
+        tokens = [w[1] for w in writes]
+        results = [w[2] for w in writes]
+        sql = self._sql
+
+        async def write(conn: Conn, again: bool) -> set[int]:
+            rows = await conn.fetch(sql.complete, ids, tokens, results, again)
+            return {r[0] for r in rows}
+
+        return await self._run(write)
+
+    async def fail(self, id: int, token: int, error: str, retry_at: float | None) -> bool:
+        """Record a failed attempt: queued again at *retry_at*, or dead (None, or out of
+        attempts). False when fenced out."""
+        sql = self._sql
+
+        async def write(conn: Conn, again: bool) -> str | None:
+            state: str | None = await conn.fetchval(
+                sql.fail, id, token, str(error), retry_at, again
+            )
+            return state
+
+        state = await self._run(write)
+        if state == "queued":
+            await self._notify()
+        return state is not None
+
+    async def release(self, id: int, token: int) -> bool:
+        """Back to queued without counting the attempt; False when fenced out."""
+        sql = self._sql
+
+        async def write(conn: Conn, again: bool) -> bool:
+            return await conn.fetchval(sql.release, id, token, again) is not None
+
+        released = await self._run(write)
+        if released:
+            await self._notify()
+        return released
+
+    async def heartbeat(self, held: Sequence[tuple[int, int]], lease: float) -> set[int]:
+        """Renew the leases of ``(id, token)`` pairs; the ids whose lease is lost."""
+        if not held:
+            return set()
+        ids = [i for i, _ in held]
+        tokens = [t for _, t in held]
+        sql = self._sql
+
+        async def beat(conn: Conn, _: bool) -> set[int]:
+            rows = await conn.fetch(sql.heartbeat, ids, tokens, float(lease))
+            return set(ids) - {r[0] for r in rows}
+
+        return await self._run(beat)
+
+    def sync_heartbeat(self) -> PgSyncHeartbeat:
+        """A blocking heartbeat with a connection (and event loop) of its own."""
+        return PgSyncHeartbeat(self._target, self._sql.heartbeat)
+
+    async def requeue_expired(self) -> int:
+        """Expired leases back to queued (dead when out of attempts); how many."""
+        sql = self._sql
+
+        async def write(conn: Conn, _: bool) -> list[asyncpg.Record]:
+            return await conn.fetch(sql.requeue_expired)
+
+        rows = await self._run(write)
+        if any(r["state"] == "queued" for r in rows):
+            await self._notify()
+        return len(rows)
+
+    async def wait_for_work(self, timeout: float) -> None:
+        """Return at the next NOTIFY of new work, or after *timeout* seconds."""
+        listener = self._listener
+        if listener is None:
+            raise StoreError(f"{self!r} is not open: await store.open() first")
+        await listener.wait(timeout)
+
+    # -- people and tools ----------------------------------------------------------------
+
+    async def get(self, id: int) -> JobRecord | None:
+        row = await self._run(lambda conn, _: conn.fetchrow(self._sql.get, id))
+        return None if row is None else _record(row)
+
+    async def result(self, id: int, timeout: float | None = None) -> Any:
+        """Wait for the job to end; its result (``JobDead``, ``JobCancelled``, ``KeyError``,
+        ``TimeoutError`` otherwise)."""
+        return await wait_result(self, id, timeout)
+
+    async def counts(self, queue: str | None = None) -> dict[State, int]:
+        rows = await self._run(lambda conn, _: conn.fetch(self._sql.counts, queue))
+        found = {r["state"]: r["n"] for r in rows}
+        return {state: found.get(state, 0) for state in STATES}
+
+    async def queue_counts(self) -> dict[str, dict[State, int]]:
+        rows = await self._run(lambda conn, _: conn.fetch(self._sql.queue_counts))
+        out: dict[str, dict[State, int]] = {}
+        for r in rows:
+            out.setdefault(r["queue"], dict.fromkeys(STATES, 0))[r["state"]] = r["n"]
+        return out
+
+    async def oldest_waiting(self) -> JobRecord | None:
+        row = await self._run(lambda conn, _: conn.fetchrow(self._sql.oldest_waiting))
+        return None if row is None else _record(row)
+
+    async def dead(self, limit: int = 100) -> list[JobRecord]:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise ValueError(f"limit must be an int >= 0, got {limit!r}")
+        rows = await self._run(lambda conn, _: conn.fetch(self._sql.dead, limit))
+        return [_record(r) for r in rows]
+
+    async def retry(self, id: int) -> bool:
+        """A dead or cancelled job gets a fresh set of attempts; False otherwise."""
+        row = await self._run(lambda conn, _: conn.fetchval(self._sql.retry, id))
+        if row is not None:
+            await self._notify()
+        return row is not None
+
+    async def cancel(self, id: int) -> bool:
+        """Cancel a queued job; False when it is not waiting."""
+        return await self._run(lambda conn, _: conn.fetchval(self._sql.cancel, id)) is not None
+
+    async def purge(self, older_than: float) -> int:
+        """Delete ended jobs finished before *older_than* (unix seconds); how many."""
+        if isinstance(older_than, bool) or not isinstance(older_than, int | float):
+            raise TypeError(f"older_than must be unix seconds, got {older_than!r}")
+        n: int = await self._run(lambda conn, _: conn.fetchval(self._sql.purge, older_than))
+        return n
+
+
+def _record(row: asyncpg.Record) -> JobRecord:
+    try:
+        args = json.loads(row["args"])
+    except ValueError:  # a hostile row: show it as it is stored
+        args = row["args"]
+    return JobRecord(
+        id=row["id"],
+        task=row["task"],
+        args=args,
+        state=row["state"],
+        priority=row["priority"],
+        queue=row["queue"],
+        attempts=row["attempts"],
+        max_attempts=row["max_attempts"],
+        result=decode_json(row["result"]),
+        error=row["error"],
+        key=row["key"],
+        enqueued_at=row["enqueued_at"],
+        run_at=row["run_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        lease_until=row["lease_until"],
+        worker=row["worker"],
+    )
