@@ -35,6 +35,9 @@ _LOST: tuple[type[BaseException], ...] = (
     asyncpg.CrashShutdownError,
     asyncpg.CannotConnectNowError,  # 57P03: starting up or shutting down
     asyncpg.TooManyConnectionsError,
+    # a connection that the server ended while it sat idle in the pool: asyncpg finds the
+    # server's goodbye where it expected a reply ("another operation is in progress")
+    asyncpg.InternalClientError,
 )
 
 
@@ -43,6 +46,10 @@ class Target:
     dsn: str  # what asyncpg gets: the DSN without our own ``schema`` parameter
     schema: str
     where: str  # "host:port" for messages
+
+    def settings(self, role: str) -> dict[str, str]:
+        """Server settings of a connection: its name in pg_stat_activity says what it is."""
+        return {"application_name": f"asyncworkers-{role}:{self.schema}"[:63]}
 
 
 def parse_target(dsn: str, schema: str | None) -> Target:

@@ -63,7 +63,10 @@ class PgSyncHeartbeat:
     async def _connection(self) -> asyncpg.Connection:
         if self._conn is None or self._conn.is_closed():
             self._conn = await asyncpg.connect(
-                self._target.dsn, timeout=_BEAT_TIMEOUT, statement_cache_size=4
+                self._target.dsn,
+                timeout=_BEAT_TIMEOUT,
+                statement_cache_size=4,
+                server_settings=self._target.settings("heartbeat"),
             )
         return self._conn
 

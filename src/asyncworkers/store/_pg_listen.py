@@ -30,7 +30,9 @@ class Listener:
         if self._conn is not None and not self._conn.is_closed():
             return
         try:
-            conn = await asyncpg.connect(self._target.dsn, timeout=5)
+            conn = await asyncpg.connect(
+                self._target.dsn, timeout=5, server_settings=self._target.settings("listen")
+            )
         except Exception as exc:
             if is_connection_lost(exc):
                 return

@@ -122,6 +122,7 @@ class PostgresStore:
                 min_size=1,
                 max_size=self._pool_size,
                 timeout=self._connect_timeout,
+                server_settings=self._target.settings("pool"),
             )
             await listener.start()
         except BaseException as exc:
@@ -136,7 +137,11 @@ class PostgresStore:
 
     async def _connect(self) -> asyncpg.Connection:
         try:
-            return await asyncpg.connect(self._target.dsn, timeout=self._connect_timeout)
+            return await asyncpg.connect(
+                self._target.dsn,
+                timeout=self._connect_timeout,
+                server_settings=self._target.settings("migrate"),
+            )
         except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
             # refused, no such database, authentication: each named with where it happened
             raise unavailable(self._target, exc) from exc
@@ -166,7 +171,12 @@ class PostgresStore:
             if pool is None:
                 raise StoreError(f"{self!r} is not open: await store.open() first")
             async with pool.acquire() as conn:
-                return await fn(conn, again)
+                try:
+                    return await fn(conn, again)
+                except Exception as exc:
+                    if is_connection_lost(exc):
+                        conn.terminate()  # never back into the pool: its state is unknown
+                    raise
 
         return await with_retries(self._target, once)
 
