@@ -47,3 +47,6 @@ __all__ = (
     "current_job",
     "run",
 )
+
+# The durable job store, as ``aw.store``: imported last, since it uses the names above.
+from . import store as store

@@ -1,0 +1,85 @@
+"""``asyncworkers enqueue``: add one job to a store and print its id."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+import asyncworkers as aw
+
+from ._args import Commands, positive_int
+from ._store_args import add_store_option, run_with_store, task_registry
+
+__all__ = ["add_command", "json_object", "seconds"]
+
+
+def json_object(text: str) -> dict[str, Any]:
+    """A JSON object: the task's keyword arguments."""
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}: {exc}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object ({{...}}), got {text!r}")
+    return value
+
+
+def seconds(text: str) -> float:
+    """A number of seconds >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text!r}")
+    return value
+
+
+def add_command(commands: Commands) -> None:
+    """Add ``enqueue`` to the ``asyncworkers`` parser."""
+    enqueue = commands.add_parser(
+        "enqueue",
+        help="add a job to a durable store and print its id",
+        description="Add one job (TASK with JSON keyword arguments) to a store.",
+    )
+    add_store_option(enqueue)
+    enqueue.add_argument("task", metavar="TASK", help="the task's registered name")
+    enqueue.add_argument(
+        "args", metavar="JSON", nargs="?", type=json_object, default=None,
+        help='the keyword arguments, a JSON object (default: {})',
+    )  # fmt: skip
+    enqueue.add_argument("--priority", type=int, default=None, help="higher runs first")
+    enqueue.add_argument("--queue", default=None, help="the queue (default: the task's)")
+    enqueue.add_argument("--key", default=None, help="idempotency key: one job per key")
+    enqueue.add_argument("--delay", type=seconds, default=None, help="run no sooner than this")
+    enqueue.add_argument("--max-attempts", type=positive_int, default=None)
+    enqueue.add_argument(
+        "--tasks",
+        type=task_registry,
+        default=None,
+        metavar="MODULE:REGISTRY",
+        help="check TASK and its arguments against this registry and use its defaults",
+    )
+    enqueue.set_defaults(handler=_cmd_enqueue)
+
+
+def _cmd_enqueue(args: argparse.Namespace) -> int:
+    registry: aw.store.TaskRegistry | None = args.tasks
+
+    async def body(store: aw.store.Store) -> int:
+        if registry is not None:
+            job_id = await registry.enqueue(
+                store, args.task, args.args, priority=args.priority, queue=args.queue,
+                delay=args.delay, max_attempts=args.max_attempts, key=args.key,
+            )  # fmt: skip
+        else:
+            job_id = await store.enqueue(
+                args.task, args.args, priority=args.priority or 0,
+                queue=args.queue or "default", delay=args.delay,
+                max_attempts=args.max_attempts or 3, key=args.key,
+            )  # fmt: skip
+        print(job_id)
+        return 0
+
+    return run_with_store("enqueue", args.store, body)

@@ -1,0 +1,98 @@
+"""What the store commands share: ``--store``, ``--tasks``, and running a store call.
+
+Mistakes the parser can see (a URL of no known kind, a ``--tasks`` that does not import)
+fail in the parser: one ``error: argument --store: ...`` line and exit status 2. A store that
+cannot be opened fails the same way, from :func:`run_with_store`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import asyncworkers as aw
+
+__all__ = ["STORE_ENV", "add_store_option", "fail", "run_with_store", "store_url", "task_registry"]
+
+T = TypeVar("T")
+
+#: The environment variable that names the store when ``--store`` is not given.
+STORE_ENV = "ASYNCWORKERS_STORE"
+
+
+def store_url(text: str) -> str:
+    """A store URL of a kind asyncworkers knows (checked here, opened later)."""
+    try:
+        aw.store.open_store(text)
+    except (ValueError, TypeError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def task_registry(text: str) -> aw.store.TaskRegistry:
+    """``module:attribute`` naming a :class:`~asyncworkers.store.TaskRegistry`, imported."""
+    module_name, sep, attribute = text.partition(":")
+    if not sep or not module_name or not attribute:
+        raise argparse.ArgumentTypeError(f"expected module:registry, got {text!r}")
+    if os.getcwd() not in sys.path and "" not in sys.path:  # as `python -m` would have it
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # a bad module raises anything; report it, do not crash
+        raise argparse.ArgumentTypeError(
+            f"cannot import {module_name!r}: {type(exc).__name__}: {exc}"
+        ) from None
+    registry = getattr(module, attribute, None)
+    if not isinstance(registry, aw.store.TaskRegistry):
+        found = "nothing" if registry is None else type(registry).__name__
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an aw.store.TaskRegistry (found {found})"
+        )
+    return registry
+
+
+def add_store_option(parser: argparse.ArgumentParser) -> None:
+    """``--store URL``, defaulting to ``$ASYNCWORKERS_STORE`` or the SQLite file."""
+    default = os.environ.get(STORE_ENV) or aw.store.DEFAULT_URL
+    parser.add_argument(
+        "--store",
+        type=store_url,
+        default=default,
+        metavar="URL",
+        help=(
+            "sqlite:///path.db or postgresql://user@host:port/db "
+            f"(default: ${STORE_ENV} or {aw.store.DEFAULT_URL}; now {default})"
+        ),
+    )
+
+
+def fail(command: str, message: str) -> int:
+    """Print ``asyncworkers COMMAND: error: MESSAGE`` on one line; exit status 2."""
+    print(f"asyncworkers {command}: error: {message}", file=sys.stderr)
+    return 2
+
+
+def run_with_store(
+    command: str, url: str, body: Callable[[aw.store.Store], Awaitable[T]]
+) -> T | int:
+    """Open the store at *url*, run *body* with it, close it; 2 on a store that cannot be
+    opened or a bad value found on the way (the error printed on one line)."""
+
+    async def main() -> T:
+        store = aw.store.open_store(url)
+        await store.open()
+        try:
+            return await body(store)
+        finally:
+            await store.close()
+
+    try:
+        return aw.run(main)
+    except aw.store.StoreUnavailable as exc:
+        return fail(command, f"--store {url}: {exc}")
+    except (ValueError, TypeError) as exc:
+        return fail(command, str(exc))

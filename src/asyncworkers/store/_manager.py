@@ -1,0 +1,653 @@
+"""The Manager: claims jobs from a store, runs them on a Runtime, writes the outcomes back.
+
+One Manager is one worker in the store's sense (``worker`` column, lease holder). Its parts:
+
+- the claim loop asks each worker group (a set of queues with a concurrency) for as many jobs
+  as it has free slots, and sleeps on ``store.wait_for_work`` or a freed slot otherwise;
+- one task per held job runs it on the Runtime (public API only) and writes its outcome with
+  the claim's fencing token: success, failure with a retry time from the task's policy, dead;
+- a heartbeat *thread* renews the leases through ``store.sync_heartbeat()``, so that a job
+  that blocks the event loop does not lose its lease; the ids it reports lost are cancelled;
+- a sweeper puts back the jobs of workers that died (``store.requeue_expired``) every poll
+  interval, so nobody has to run a cron for it.
+
+Stopping (``stop()``, or SIGTERM/SIGINT with ``handle_signals``): no new claims, the held
+jobs get ``shutdown_grace`` seconds to finish, then the rest are cancelled and released to
+the queue without counting an attempt. A second ``stop(grace=0)`` (or a second signal) skips
+what is left of the grace.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import signal
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import anyio
+from anyio import from_thread
+from anyio.abc import TaskGroup
+from anyio.lowlevel import EventLoopToken, current_token
+
+import asyncworkers as aw
+
+from ._jobs import encode_result
+from ._protocol import DEFAULT_LEASE, MAX_PAYLOAD_BYTES, Claimed, Store, SyncHeartbeat
+from ._tasks import TaskRegistry, TaskSpec
+
+__all__ = ["Manager", "ManagerMetrics"]
+
+log = logging.getLogger("asyncworkers.store")
+
+# How many claim durations the latency percentiles cover (a bounded window: flat memory).
+_LATENCY_WINDOW = 1000
+# How long, after the grace, the Manager waits for cancelled jobs to say so before it
+# releases their rows anyway (a thread job that never checks for cancellation).
+_CANCEL_WAIT = 5.0
+# Longest error text kept in a row.
+_MAX_ERROR = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class ManagerMetrics:
+    """A snapshot of a Manager's counters (``Manager.metrics()``).
+
+    ``failed`` counts failed attempts; each ends ``retried`` or ``dead``. ``rejected`` rows
+    could never run (unknown task, malformed or oversized arguments) and went to the dead
+    letters, counted in ``dead`` as well. ``lease_losses`` counts jobs whose claim was lost
+    (heartbeat refused, or a late write fenced out). ``claim_latency`` times claim queries.
+    """
+
+    claimed: int
+    succeeded: int
+    failed: int
+    retried: int
+    dead: int
+    rejected: int
+    released: int
+    lease_losses: int
+    running: int
+    claim_latency: aw.Latency
+
+
+class _Group:
+    """A worker group: the queues it serves (None: all) and how many jobs it may hold."""
+
+    __slots__ = ("capacity", "held", "name", "paused", "queues")
+
+    def __init__(self, name: str, queues: list[str] | None, capacity: int) -> None:
+        self.name = name
+        self.queues = queues
+        self.capacity = capacity
+        self.held = 0
+        self.paused = False
+
+    def free(self) -> int:
+        return 0 if self.paused else self.capacity - self.held
+
+
+class _Held:
+    """One job this Manager holds a claim on."""
+
+    __slots__ = ("claimed", "group", "job", "lost", "releasing")
+
+    def __init__(self, claimed: Claimed, group: _Group) -> None:
+        self.claimed = claimed
+        self.group = group
+        self.job: aw.Job[Any] | None = None
+        self.lost = False  # the heartbeat said another worker may have it now
+        self.releasing = False  # cancelled by shutdown: release, do not count the attempt
+
+
+class Manager:
+    """Feeds a Runtime from a durable store.
+
+    ::
+
+        async with aw.store.SQLiteStore("jobs.db") as store:
+            async with aw.store.Manager(store, tasks, concurrency=10) as manager:
+                await manager.wait_stopped()    # until manager.stop() (or a signal)
+
+    :param store: any :class:`~asyncworkers.store.Store` (opened by the Manager if needed)
+    :param tasks: the :class:`TaskRegistry` of the tasks this worker runs
+    :param concurrency: jobs held at once, over every queue (an int), or per queue
+        (``{"emails": 5, "reports": 1}``: one worker group per queue)
+    :param queues: with an int *concurrency*, the queues to take jobs from (None: all)
+    :param lease: seconds a claim lasts without a heartbeat; renewed every ``lease / 3``
+    :param poll_interval: longest sleep between two looks for due jobs and expired leases
+    :param shutdown_grace: seconds held jobs get to finish when the Manager stops
+    :param runtime: a running :class:`~asyncworkers.Runtime` to use (None: its own, sized
+        to the concurrency)
+    :param handle_signals: the first SIGTERM/SIGINT stops gracefully, the second at once
+    :param worker: this worker's name in the store (default ``host:pid``)
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        tasks: TaskRegistry,
+        *,
+        concurrency: int | Mapping[str, int] = 10,
+        queues: Sequence[str] | None = None,
+        lease: float = DEFAULT_LEASE,
+        poll_interval: float = 1.0,
+        shutdown_grace: float = 30.0,
+        runtime: aw.Runtime | None = None,
+        handle_signals: bool = False,
+        worker: str | None = None,
+    ) -> None:
+        if not isinstance(tasks, TaskRegistry):
+            raise TypeError(f"tasks must be an aw.store.TaskRegistry, got {tasks!r}")
+        self._groups = _groups(concurrency, queues)
+        _check_seconds("lease", lease)
+        _check_seconds("poll_interval", poll_interval)
+        _check_seconds("shutdown_grace", shutdown_grace, allow_zero=True)
+        if runtime is not None and not isinstance(runtime, aw.Runtime):
+            raise TypeError(f"runtime must be an aw.Runtime or None, got {runtime!r}")
+        self._store = store
+        self._tasks = tasks
+        self._lease = float(lease)
+        self._poll = float(poll_interval)
+        self._grace = float(shutdown_grace)
+        self._given_runtime = runtime
+        self._handle_signals = handle_signals
+        self.worker = worker or f"{socket.gethostname()}:{os.getpid()}"
+
+        self._held: dict[int, _Held] = {}
+        self._leases: dict[int, int] = {}  # id -> token, read by the heartbeat thread
+        self._leases_lock = threading.Lock()
+        self._counts = dict.fromkeys(
+            ("claimed", "succeeded", "failed", "retried", "dead", "rejected", "released"), 0
+        )
+        self._lease_losses = 0
+        self._claim_times: deque[float] = deque(maxlen=_LATENCY_WINDOW)
+        self._claim_max = 0.0
+        self._claim_count = 0
+
+        self._started = False
+        self._stopping = False
+        self._hurry = False
+        self._runtime: aw.Runtime | None = None
+        self._tg: TaskGroup | None = None
+        self._wake: anyio.Event | None = None  # a slot was freed, or resume()/stop()
+        self._emptied: anyio.Event | None = None  # nothing held any more (while stopping)
+        self._stopped: anyio.Event | None = None
+        self._stop_asked: anyio.Event | None = None
+        self._grace_scope: anyio.CancelScope | None = None
+        self._beat_stop = threading.Event()
+        self._beat_thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        state = "stopping" if self._stopping else "running" if self._started else "new"
+        return f"<Manager worker={self.worker!r} {state} held={len(self._held)}>"
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def __aenter__(self) -> Manager:
+        if self._started:
+            raise RuntimeError(f"{self!r} can be started only once")
+        self._started = True
+        await self._store.open()
+        self._wake = anyio.Event()
+        self._emptied = anyio.Event()
+        self._stopped = anyio.Event()
+        self._stop_asked = anyio.Event()
+        if self._stopping:  # stop() came before the start
+            self._stop_asked.set()
+        if self._given_runtime is None:
+            total = sum(group.capacity for group in self._groups)
+            self._runtime = aw.Runtime(workers=total, threads=total)
+            await self._runtime.__aenter__()
+        else:
+            self._runtime = self._given_runtime
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        self._tg.start_soon(self._claim_loop)
+        self._tg.start_soon(self._sweep_loop)
+        if self._handle_signals:
+            self._tg.start_soon(self._signal_loop)
+        self._start_heartbeat()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is not None:  # the body failed: do not wait out the grace
+            self._hurry = True
+        try:
+            with anyio.CancelScope(shield=True):
+                await self._shutdown()
+        finally:
+            assert self._tg is not None
+            self._tg.cancel_scope.cancel()
+            await self._tg.__aexit__(None, None, None)
+            self._stop_heartbeat()
+            if self._given_runtime is None and self._runtime is not None:
+                await self._runtime.__aexit__(None, None, None)
+            assert self._stopped is not None
+            self._stopped.set()
+
+    async def run(self) -> None:
+        """Run until :meth:`stop` is called (or a signal arrives, with ``handle_signals``)."""
+        async with self:
+            await self.wait_stopping()
+
+    async def wait_stopping(self) -> None:
+        """Wait until a stop has been asked for."""
+        if self._stop_asked is None:
+            raise RuntimeError(f"{self!r} is not running: use `async with manager:`")
+        await self._stop_asked.wait()
+
+    def stop(self, grace: float | None = None) -> None:
+        """Stop claiming and start the shutdown; *grace* 0 skips the rest of the drain.
+
+        Leaving ``async with`` (or ``run()`` returning) completes it.
+        """
+        if grace is not None and grace <= 0:
+            self._hurry = True
+            if self._grace_scope is not None:
+                self._grace_scope.cancel()
+        if grace is not None and grace > 0 and not self._stopping:
+            self._grace = float(grace)
+        self._stopping = True
+        if self._stop_asked is not None:
+            self._stop_asked.set()
+        self._poke()
+
+    def pause(self, queue: str | None = None) -> None:
+        """Stop claiming, for every group or the one serving *queue*; held jobs go on."""
+        for group in self._select(queue):
+            group.paused = True
+
+    def resume(self, queue: str | None = None) -> None:
+        """Claim again (after :meth:`pause`)."""
+        for group in self._select(queue):
+            group.paused = False
+        self._poke()
+
+    @property
+    def paused(self) -> bool:
+        """True when every group is paused."""
+        return all(group.paused for group in self._groups)
+
+    def held(self) -> int:
+        """How many jobs this Manager holds a claim on right now."""
+        return len(self._held)
+
+    def metrics(self) -> ManagerMetrics:
+        """A snapshot of the counters."""
+        return ManagerMetrics(
+            **self._counts,
+            lease_losses=self._lease_losses,
+            running=len(self._held),
+            claim_latency=self._claim_latency(),
+        )
+
+    def _select(self, queue: str | None) -> list[_Group]:
+        if queue is None:
+            return list(self._groups)
+        chosen = [g for g in self._groups if g.queues is None or queue in g.queues]
+        if not chosen:
+            raise ValueError(f"no worker group serves queue {queue!r}")
+        return chosen
+
+    def _poke(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    async def _next_wake(self) -> None:
+        assert self._wake is not None
+        await self._wake.wait()
+        self._wake = anyio.Event()
+
+    # -- claiming ------------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        while not self._stopping:
+            free = [group for group in self._groups if group.free() > 0]
+            if not free:
+                await self._next_wake()
+                continue
+            more = False
+            for group in free:
+                more |= await self._claim_for(group)
+                if self._stopping:
+                    return
+            if not more:
+                await self._idle()
+
+    async def _claim_for(self, group: _Group) -> bool:
+        """Claim up to the group's free slots; True when it got all it asked for."""
+        want = group.free()
+        started = time.monotonic()
+        with anyio.CancelScope(shield=True):  # claimed rows must reach _held, or be released
+            claimed = await self._store.claim(group.queues, want, self._lease, self.worker)
+        self._record_claim(time.monotonic() - started)
+        for item in claimed:
+            self._take(item, group)
+        return len(claimed) == want
+
+    async def _idle(self) -> None:
+        """Sleep until the store may have work, a slot frees up, or the Manager stops."""
+        async with anyio.create_task_group() as tg:
+
+            async def store_side() -> None:
+                await self._store.wait_for_work(self._poll)
+                tg.cancel_scope.cancel()
+
+            async def our_side() -> None:
+                await self._next_wake()
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(store_side)
+            tg.start_soon(our_side)
+
+    def _take(self, claimed: Claimed, group: _Group) -> None:
+        held = _Held(claimed, group)
+        self._held[claimed.id] = held
+        with self._leases_lock:
+            self._leases[claimed.id] = claimed.token
+        group.held += 1
+        self._counts["claimed"] += 1
+        assert self._tg is not None
+        self._tg.start_soon(self._run_one, held)
+
+    def _record_claim(self, seconds: float) -> None:
+        self._claim_times.append(seconds)
+        self._claim_max = max(self._claim_max, seconds)
+        self._claim_count += 1
+
+    def _claim_latency(self) -> aw.Latency:
+        ordered = sorted(self._claim_times)
+        if not ordered:
+            return aw.Latency()
+
+        def rank(q: float) -> float:
+            return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+        return aw.Latency(
+            p50=rank(0.5), p90=rank(0.9), p99=rank(0.99), max=self._claim_max,
+            count=self._claim_count,
+        )  # fmt: skip
+
+    # -- running one job -----------------------------------------------------------------
+
+    async def _run_one(self, held: _Held) -> None:
+        try:
+            checked = self._check(held.claimed)
+            if isinstance(checked, str):
+                await self._reject(held, checked)
+                return
+            spec, args = checked
+            job = self._submit(held, spec, args)
+            if job is None:  # the runtime refused it (shutting down): back to the queue
+                await self._release(held)
+                return
+            await job.wait()
+            await self._settle(held, spec, job)
+        finally:
+            self._forget(held)
+
+    def _check(self, claimed: Claimed) -> tuple[TaskSpec, dict[str, Any]] | str:
+        """The task and arguments of a claimed row, or why the row can never run."""
+        spec = self._tasks.get(claimed.task)
+        if spec is None:
+            return f"unknown task {claimed.task!r}: this worker has no such task"
+        text = claimed.args_json
+        # Measured before parsing: a huge row must not cost its parse. (len * 4 bounds the
+        # UTF-8 size, so most rows skip the encode.)
+        if len(text) * 4 > MAX_PAYLOAD_BYTES and len(text.encode()) > MAX_PAYLOAD_BYTES:
+            size = len(text.encode())
+            return f"arguments are {size} bytes, over the {MAX_PAYLOAD_BYTES} limit"
+        try:
+            args = json.loads(text)
+        except ValueError as exc:
+            return f"arguments are not valid JSON: {exc}"
+        if not isinstance(args, dict):
+            return f"arguments are not a JSON object: {type(args).__name__}"
+        try:
+            spec.check_args(args)
+        except TypeError as exc:
+            return str(exc)
+        return spec, args
+
+    def _submit(self, held: _Held, spec: TaskSpec, args: dict[str, Any]) -> aw.Job[Any] | None:
+        assert self._runtime is not None
+        claimed = held.claimed
+        unit: aw.WorkUnit[Any] = aw.WorkUnit(
+            spec.fn,
+            kwargs=args,
+            priority=claimed.priority,
+            name=f"{claimed.task}#{claimed.id}",
+            timeout=spec.timeout,
+            kind=spec.kind,
+        )
+        try:
+            held.job = self._runtime.enqueue(unit)
+        except aw.RuntimeClosed:
+            return None
+        if held.lost or held.releasing:  # the heartbeat or shutdown came first
+            held.job.cancel("lease lost" if held.lost else "the worker is stopping")
+        return held.job
+
+    async def _settle(self, held: _Held, spec: TaskSpec, job: aw.Job[Any]) -> None:
+        if held.lost:
+            return  # another worker may run it now; nothing of ours may be written
+        if held.releasing and job.state is not aw.JobState.COMPLETED:
+            await self._release(held)
+            return
+        error = job.exception()
+        if error is None:
+            try:
+                text = encode_result(job.result(), task=spec.name)
+            except TypeError as exc:  # retrying returns the same kind of value: dead now
+                await self._write_failure(held, spec, exc, retry=False)
+                return
+            await self._write(held, self._store.complete(held.claimed.id, held.claimed.token, text))
+            self._counts["succeeded"] += 1
+            return
+        await self._write_failure(held, spec, error, retry=True)
+
+    async def _write_failure(
+        self, held: _Held, spec: TaskSpec, error: BaseException, *, retry: bool
+    ) -> None:
+        claimed = held.claimed
+        self._counts["failed"] += 1
+        again = (
+            retry
+            and claimed.attempt < claimed.max_attempts
+            and not isinstance(error, aw.JobCancelled)
+            and isinstance(error, spec.retry.retry_on)
+        )
+        retry_at = time.time() + spec.retry.delay(claimed.attempt) if again else None
+        text = _error_text(error, claimed.attempt, claimed.max_attempts)
+        if not again:
+            log.warning("job %s (%s) is dead: %s", claimed.id, claimed.task, text)
+        ok = await self._write(held, self._store.fail(claimed.id, claimed.token, text, retry_at))
+        if ok:
+            self._counts["retried" if again else "dead"] += 1
+
+    async def _reject(self, held: _Held, reason: str) -> None:
+        claimed = held.claimed
+        log.warning("job %s (%s) rejected, never run: %s", claimed.id, claimed.task, reason)
+        text = f"rejected, never run: {reason}"[:_MAX_ERROR]
+        if await self._write(held, self._store.fail(claimed.id, claimed.token, text, None)):
+            self._counts["rejected"] += 1
+            self._counts["dead"] += 1
+
+    async def _release(self, held: _Held) -> None:
+        if await self._write(held, self._store.release(held.claimed.id, held.claimed.token)):
+            self._counts["released"] += 1
+
+    async def _write(self, held: _Held, write: Any) -> bool:
+        """Await one fenced write, shielded (a half-known outcome helps nobody); False and
+        a lease loss counted when the store refused it."""
+        with anyio.CancelScope(shield=True):
+            ok: bool = await write
+        if not ok:
+            held.lost = True
+            self._lease_losses += 1
+            log.warning("job %s: write refused, its claim was lost", held.claimed.id)
+        return ok
+
+    def _forget(self, held: _Held) -> None:
+        job_id = held.claimed.id
+        if self._held.get(job_id) is held:
+            del self._held[job_id]
+            with self._leases_lock:
+                self._leases.pop(job_id, None)
+            held.group.held -= 1
+        if self._stopping and not self._held:
+            assert self._emptied is not None
+            self._emptied.set()
+        self._poke()
+
+    # -- leases --------------------------------------------------------------------------
+
+    def _start_heartbeat(self) -> None:
+        beat = self._store.sync_heartbeat()
+        loop_token = current_token()
+        thread = threading.Thread(
+            target=self._heartbeat_thread,
+            args=(beat, loop_token),
+            name=f"asyncworkers-heartbeat-{self.worker}",
+            daemon=True,  # never keeps a dying process alive; leases then expire by design
+        )
+        self._beat_thread = thread
+        thread.start()
+
+    def _stop_heartbeat(self) -> None:
+        self._beat_stop.set()
+        if self._beat_thread is not None:
+            self._beat_thread.join(timeout=10)
+
+    def _heartbeat_thread(self, beat: SyncHeartbeat, loop_token: EventLoopToken) -> None:
+        interval = self._lease / 3
+        try:
+            while not self._beat_stop.wait(interval):
+                with self._leases_lock:
+                    held = list(self._leases.items())
+                if not held:
+                    continue
+                try:
+                    lost = beat.beat(held, self._lease)
+                except Exception:  # the next beat may get through; the lease is 3 beats long
+                    log.exception("heartbeat failed")
+                    continue
+                if lost:
+                    try:
+                        from_thread.run_sync(self._lost, lost, token=loop_token)
+                    except RuntimeError:  # the loop is gone: nothing left to cancel
+                        return
+        finally:
+            beat.close()
+
+    def _lost(self, ids: set[int]) -> None:
+        """Runs on the loop: the heartbeat says these claims are no longer ours."""
+        for job_id in ids:
+            held = self._held.get(job_id)
+            if held is None or held.lost:
+                continue
+            held.lost = True
+            self._lease_losses += 1
+            log.warning("job %s lost its lease; cancelling our attempt", job_id)
+            if held.job is not None:
+                held.job.cancel("lease lost")
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            try:
+                count = await self._store.requeue_expired()
+            except Exception:
+                log.exception("requeue_expired failed")
+            else:
+                if count:
+                    log.info("put back %d job(s) whose lease expired", count)
+                    self._poke()
+            await anyio.sleep(self._poll)
+
+    # -- stopping ------------------------------------------------------------------------
+
+    async def _signal_loop(self) -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                if self._stopping:
+                    log.warning("second %s: stopping at once", signal.Signals(signum).name)
+                    self.stop(grace=0)
+                else:
+                    log.warning("%s: draining for up to %g s", signal.Signals(signum).name,
+                                self._grace)  # fmt: skip
+                    self.stop()
+
+    async def _shutdown(self) -> None:
+        """Stop claiming, drain within the grace, then cancel and release what is left."""
+        self.stop()
+        assert self._emptied is not None
+        if self._held and not self._hurry:
+            with anyio.move_on_after(self._grace) as scope:
+                self._grace_scope = scope
+                await self._emptied.wait()
+        if not self._held:
+            return
+        for held in list(self._held.values()):
+            held.releasing = True
+            if held.job is not None:
+                held.job.cancel("the worker is stopping")
+        with anyio.move_on_after(_CANCEL_WAIT):
+            await self._emptied.wait()
+        for held in list(self._held.values()):  # their jobs ignored the cancellation
+            await self._release(held)
+            self._forget(held)
+
+
+def _groups(concurrency: int | Mapping[str, int], queues: Sequence[str] | None) -> list[_Group]:
+    if isinstance(concurrency, Mapping):
+        if queues is not None:
+            raise ValueError("give queues through concurrency={queue: n}, or queues=, not both")
+        if not concurrency:
+            raise ValueError("concurrency={} names no queue")
+        groups = []
+        for queue, n in concurrency.items():
+            if not isinstance(queue, str) or not queue:
+                raise TypeError(f"concurrency keys must be queue names, got {queue!r}")
+            _check_count(f"concurrency[{queue!r}]", n)
+            groups.append(_Group(queue, [queue], n))
+        return groups
+    _check_count("concurrency", concurrency)
+    if queues is not None:
+        if isinstance(queues, str) or not all(isinstance(q, str) and q for q in queues):
+            raise TypeError(f"queues must be a list of queue names, got {queues!r}")
+        if not queues:
+            raise ValueError("queues=[] names no queue")
+    return [_Group("*", None if queues is None else list(queues), concurrency)]
+
+
+def _check_count(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+
+
+def _check_seconds(name: str, value: object, *, allow_zero: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        raise TypeError(f"{name} must be a number of seconds, got {value!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+
+
+def _error_text(error: BaseException, attempt: int, max_attempts: int) -> str:
+    text = f"{type(error).__name__}: {error} (attempt {attempt} of {max_attempts})"
+    return text[:_MAX_ERROR]

@@ -1,0 +1,635 @@
+"""SQLiteStore: the embedded default store, one file, stdlib ``sqlite3`` in threads.
+
+Why it holds up with several processes on one file:
+
+- WAL journal: readers never block the writer, nor the writer readers.
+- Every write is one ``BEGIN IMMEDIATE`` transaction, which takes the write lock at its
+  start; a deferred transaction that upgrades a read to a write can fail with SQLITE_BUSY at
+  once, busy handler or not, so none is ever used.
+- SQLITE_BUSY ("database is locked") is waited out: the busy timeout first, then retries with
+  backoff of the whole transaction, for up to ``locked_give_up`` seconds. Only past that does
+  the caller get a :class:`StoreError`, naming the file.
+- ``synchronous=NORMAL``: in WAL mode a commit survives the crash of the process (the jobs
+  this store promises to keep); only a power loss may drop the last commits.
+
+The blocking calls run through ``anyio.to_thread.run_sync`` one at a time per store (a
+connection is used by one thread at a time); they are never abandoned on cancellation, so a
+transaction is always finished or rolled back, never left half-done.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+import anyio
+
+from ._errors import StoreError, StoreUnavailable
+from ._jobs import decode_json, new_job, wait_result
+from ._protocol import STATES, Claimed, JobRecord, NewJob, State
+from ._sqlite_schema import MIGRATIONS
+
+__all__ = ["SQLiteStore"]
+
+T = TypeVar("T")
+
+# How often wait_for_work looks for commits by other connections (PRAGMA data_version).
+_WATCH_INTERVAL = 0.05
+
+_COLUMNS = (
+    "id, task, args, state, priority, queue, attempts, max_attempts, result, error, key, "
+    "enqueued_at, run_at, started_at, finished_at, lease_until, worker"
+)
+_INSERT = (
+    "INSERT INTO aw_jobs (task, args, priority, queue, max_attempts, key, enqueued_at, run_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+class _Database:
+    """One sqlite3 connection, used by one thread at a time, with busy waits and retries."""
+
+    def __init__(self, path: str, busy_timeout: float, locked_give_up: float) -> None:
+        self.path = path
+        self._busy_timeout = busy_timeout
+        self._give_up = locked_give_up
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+
+    def connect(self) -> None:
+        with self._lock:
+            if self._conn is None:
+                self._conn = self._retry_busy(self._open)
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self.path,
+                timeout=self._busy_timeout,
+                isolation_level=None,  # autocommit: transactions are explicit
+                check_same_thread=False,  # the lock above keeps it to one thread at a time
+            )
+        except sqlite3.OperationalError as exc:
+            raise self._unavailable(exc) from None
+        try:
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            conn.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            if _busy(exc):
+                raise
+            raise self._unavailable(exc) from None
+        if mode != "wal":
+            conn.close()
+            raise StoreUnavailable(f"SQLite database {self.path}: cannot use WAL (got {mode!r})")
+        return conn
+
+    def _unavailable(self, exc: sqlite3.Error) -> StoreUnavailable:
+        where = Path(self.path)
+        hint = "" if where.parent.is_dir() else f" (the folder {where.parent} does not exist)"
+        return StoreUnavailable(f"cannot open SQLite database {self.path}: {exc}{hint}")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run *fn* in a ``BEGIN IMMEDIATE`` transaction; the whole of it again when busy."""
+        with self._lock:
+            conn = self._connection()
+            return self._retry_busy(lambda: _transaction(conn, fn))
+
+    def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run *fn* outside any transaction of ours (each statement sees a committed state)."""
+        with self._lock:
+            conn = self._connection()
+            return self._retry_busy(lambda: fn(conn))
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError(f"SQLite store {self.path} is not open: use `await store.open()`")
+        return self._conn
+
+    def _retry_busy(self, step: Callable[[], T]) -> T:
+        deadline = time.monotonic() + self._give_up
+        pause = 0.001
+        while True:
+            try:
+                return step()
+            except sqlite3.OperationalError as exc:
+                if not _busy(exc):
+                    raise StoreError(f"SQLite database {self.path}: {exc}") from exc
+                if time.monotonic() >= deadline:
+                    raise StoreError(
+                        f"SQLite database {self.path} stayed locked for {self._give_up:g} s "
+                        "(another process holds a write transaction open)"
+                    ) from exc
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+
+
+def _busy(exc: sqlite3.Error) -> bool:
+    text = str(exc)
+    return "locked" in text or "busy" in text
+
+
+def _transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        out = fn(conn)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return out
+
+
+class SQLiteStore:
+    """The embedded job store: one SQLite file, shared safely by several processes.
+
+    :param path: the database file (created with its schema when missing); not ``:memory:``,
+        since the heartbeat thread needs a connection of its own to the same database
+    :param busy_timeout: seconds SQLite itself waits for another writer before retrying
+    :param locked_give_up: seconds of a database locked by another process before a call
+        raises :class:`StoreError` instead of waiting on
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] = "asyncworkers.db",
+        *,
+        busy_timeout: float = 5.0,
+        locked_give_up: float = 300.0,
+    ) -> None:
+        if not isinstance(path, str | os.PathLike):
+            raise TypeError(f"path must be a str or a path, got {path!r}")
+        text = os.fspath(path)
+        if text in ("", ":memory:") or text.startswith("file::memory:"):
+            raise ValueError(
+                f"SQLiteStore needs a file, got {text!r}: the heartbeat thread opens the "
+                "database a second time (use a file in a temporary folder)"
+            )
+        for name, value in (("busy_timeout", busy_timeout), ("locked_give_up", locked_give_up)):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise ValueError(f"{name} must be a number of seconds > 0, got {value!r}")
+        self.path = text
+        self._busy_timeout = float(busy_timeout)
+        self._give_up = float(locked_give_up)
+        self._db = _Database(text, self._busy_timeout, self._give_up)
+        self._limiter: anyio.CapacityLimiter | None = None
+        self._opened = False
+        self._local_enqueues = 0  # wakes wait_for_work in this process at once
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self.path!r})"
+
+    async def __aenter__(self) -> SQLiteStore:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    async def _call(self, blocking: Callable[[], T]) -> T:
+        if self._limiter is None:  # made here: a CapacityLimiter belongs to a running loop
+            self._limiter = anyio.CapacityLimiter(1)
+        return await anyio.to_thread.run_sync(blocking, limiter=self._limiter)
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._call(lambda: self._db.write(fn))
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._call(lambda: self._db.read(fn))
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open the file (creating it), switch to WAL and bring the schema up to date."""
+        if self._opened:
+            return
+        await self._call(self._db.connect)
+        await self._write(_migrate)
+        self._opened = True
+
+    async def close(self) -> None:
+        """Close the connection (idempotent)."""
+        self._opened = False
+        await self._call(self._db.close)
+
+    # -- enqueue -------------------------------------------------------------------------
+
+    async def enqueue(
+        self,
+        task: str,
+        args: dict[str, Any] | None = None,
+        *,
+        priority: int = 0,
+        queue: str = "default",
+        run_at: float | None = None,
+        delay: float | None = None,
+        max_attempts: int = 3,
+        key: str | None = None,
+    ) -> int:
+        """Add one job; its id (the existing job's id when *key* is already used)."""
+        job = new_job(
+            task,
+            args,
+            priority=priority,
+            queue=queue,
+            run_at=run_at,
+            delay=delay,
+            max_attempts=max_attempts,
+            key=key,
+        )
+        (job_id,) = await self.enqueue_many([job])
+        return job_id
+
+    async def enqueue_many(self, jobs: Iterable[NewJob]) -> list[int]:
+        """Add many jobs in one transaction; their ids in input order."""
+        batch = list(jobs)
+        for job in batch:
+            if not isinstance(job, NewJob):
+                raise TypeError(f"enqueue_many() takes NewJob items, got {job!r}")
+        if not batch:
+            return []
+        ids = await self._write(lambda conn: _insert(conn, batch, time.time()))
+        self._local_enqueues += 1
+        return ids
+
+    # -- the Manager's side --------------------------------------------------------------
+
+    async def claim(
+        self, queues: Sequence[str] | None, limit: int, lease: float, worker: str
+    ) -> list[Claimed]:
+        """Claim up to *limit* due jobs, higher priority first, then FIFO."""
+        if limit < 1:
+            return []
+        return await self._write(lambda conn: _claim(conn, queues, limit, lease, worker))
+
+    async def complete(self, id: int, token: int, result_json: str) -> bool:
+        """Mark a claimed job succeeded; False when the claim was fenced out."""
+
+        def write(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "UPDATE aw_jobs SET state = 'succeeded', result = ?, error = NULL, "
+                "finished_at = ?, lease_until = NULL "
+                "WHERE id = ? AND claims = ? AND state = 'running'",
+                (result_json, time.time(), id, token),
+            )
+            return cursor.rowcount == 1
+
+        return await self._write(write)
+
+    async def fail(self, id: int, token: int, error: str, retry_at: float | None) -> bool:
+        """Record a failed attempt: queued again at *retry_at*, or dead (None, or no
+        attempts left); False when the claim was fenced out."""
+
+        def write(conn: sqlite3.Connection) -> bool:
+            now = time.time()
+            cursor = conn.execute(
+                "UPDATE aw_jobs SET "
+                "state = CASE WHEN :retry_at IS NULL OR attempts >= max_attempts "
+                "    THEN 'dead' ELSE 'queued' END, "
+                "finished_at = CASE WHEN :retry_at IS NULL OR attempts >= max_attempts "
+                "    THEN :now ELSE NULL END, "
+                "run_at = coalesce(:retry_at, run_at), "
+                "error = :error, lease_until = NULL, worker = NULL "
+                "WHERE id = :id AND claims = :token AND state = 'running'",
+                {"retry_at": retry_at, "now": now, "error": error, "id": id, "token": token},
+            )
+            return cursor.rowcount == 1
+
+        return await self._write(write)
+
+    async def release(self, id: int, token: int) -> bool:
+        """Put a claimed job back to queued without counting its attempt."""
+
+        def write(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "UPDATE aw_jobs SET state = 'queued', attempts = attempts - 1, "
+                "lease_until = NULL, worker = NULL "
+                "WHERE id = ? AND claims = ? AND state = 'running'",
+                (id, token),
+            )
+            return cursor.rowcount == 1
+
+        return await self._write(write)
+
+    async def heartbeat(self, held: Sequence[tuple[int, int]], lease: float) -> set[int]:
+        """Renew the leases of *held* ``(id, token)``; the ids whose claim is lost."""
+        pairs = list(held)
+        if not pairs:
+            return set()
+        return await self._write(lambda conn: _renew(conn, pairs, lease))
+
+    def sync_heartbeat(self) -> _SyncHeartbeat:
+        """A blocking heartbeat on a connection of its own, for the heartbeat thread."""
+        return _SyncHeartbeat(_Database(self.path, self._busy_timeout, self._give_up))
+
+    async def requeue_expired(self) -> int:
+        """Put running jobs whose lease is over back to queued (dead when out of attempts)."""
+
+        def write(conn: sqlite3.Connection) -> int:
+            now = time.time()
+            cursor = conn.execute(
+                "UPDATE aw_jobs SET "
+                "state = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END, "
+                "finished_at = CASE WHEN attempts >= max_attempts THEN :now ELSE NULL END, "
+                "error = 'lease expired: worker ' || coalesce(worker, '?') || "
+                "    ' stopped renewing it during attempt ' || attempts, "
+                "lease_until = NULL, worker = NULL "
+                "WHERE state = 'running' AND lease_until < :now",
+                {"now": now},
+            )
+            return cursor.rowcount
+
+        return await self._write(write)
+
+    async def wait_for_work(self, timeout: float) -> None:
+        """Return after *timeout* seconds, or sooner once another connection commits
+        (``PRAGMA data_version``) or this store enqueued."""
+        deadline = time.monotonic() + timeout
+        seen_local = self._local_enqueues
+        seen = await self._read(_data_version)
+        while (left := deadline - time.monotonic()) > 0:
+            await anyio.sleep(min(left, _WATCH_INTERVAL))
+            if self._local_enqueues != seen_local or await self._read(_data_version) != seen:
+                return
+
+    # -- for people and tools ------------------------------------------------------------
+
+    async def get(self, id: int) -> JobRecord | None:
+        """The job with this id, or None."""
+        rows = await self._read(
+            lambda conn: conn.execute(
+                f"SELECT {_COLUMNS} FROM aw_jobs WHERE id = ?", (id,)
+            ).fetchall()
+        )
+        return _record(rows[0]) if rows else None
+
+    async def result(self, id: int, timeout: float | None = None) -> Any:
+        """Wait for the job to end and return its result (see :meth:`Store.result`)."""
+        return await wait_result(self, id, timeout)
+
+    async def counts(self, queue: str | None = None) -> dict[State, int]:
+        """``{state: count}`` for every state."""
+        where, params = ("WHERE queue = ?", (queue,)) if queue is not None else ("", ())
+        rows = await self._read(
+            lambda conn: conn.execute(
+                f"SELECT state, count(*) FROM aw_jobs {where} GROUP BY state", params
+            ).fetchall()
+        )
+        counts: dict[State, int] = dict.fromkeys(STATES, 0)
+        counts.update(rows)
+        return counts
+
+    async def queue_counts(self) -> dict[str, dict[State, int]]:
+        """``{queue: {state: count}}``."""
+        rows = await self._read(
+            lambda conn: conn.execute(
+                "SELECT queue, state, count(*) FROM aw_jobs GROUP BY queue, state"
+            ).fetchall()
+        )
+        out: dict[str, dict[State, int]] = {}
+        for queue, state, count in rows:
+            out.setdefault(queue, dict.fromkeys(STATES, 0))[state] = count
+        return out
+
+    async def oldest_waiting(self) -> JobRecord | None:
+        """The due queued job enqueued first, or None."""
+        rows = await self._read(
+            lambda conn: conn.execute(
+                f"SELECT {_COLUMNS} FROM aw_jobs WHERE state = 'queued' AND run_at <= ? "
+                "ORDER BY id LIMIT 1",
+                (time.time(),),
+            ).fetchall()
+        )
+        return _record(rows[0]) if rows else None
+
+    async def dead(self, limit: int = 100) -> list[JobRecord]:
+        """The dead letters, most recent first."""
+        rows = await self._read(
+            lambda conn: conn.execute(
+                f"SELECT {_COLUMNS} FROM aw_jobs WHERE state = 'dead' "
+                "ORDER BY finished_at DESC, id DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        )
+        return [_record(row) for row in rows]
+
+    async def retry(self, id: int) -> bool:
+        """A dead or cancelled job waits again with a fresh set of attempts."""
+
+        def write(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "UPDATE aw_jobs SET state = 'queued', attempts = 0, run_at = ?, "
+                "finished_at = NULL, result = NULL "
+                "WHERE id = ? AND state IN ('dead', 'cancelled')",
+                (time.time(), id),
+            )
+            return cursor.rowcount == 1
+
+        ok = await self._write(write)
+        self._local_enqueues += ok
+        return ok
+
+    async def cancel(self, id: int) -> bool:
+        """Cancel a queued job; False when it is not waiting."""
+
+        def write(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "UPDATE aw_jobs SET state = 'cancelled', finished_at = ?, "
+                "error = 'cancelled while waiting' WHERE id = ? AND state = 'queued'",
+                (time.time(), id),
+            )
+            return cursor.rowcount == 1
+
+        return await self._write(write)
+
+    async def purge(self, older_than: float) -> int:
+        """Delete ended jobs that finished before *older_than* (unix seconds)."""
+
+        def write(conn: sqlite3.Connection) -> int:
+            cursor = conn.execute(
+                "DELETE FROM aw_jobs WHERE state IN ('succeeded', 'dead', 'cancelled') "
+                "AND finished_at < ?",
+                (older_than,),
+            )
+            return cursor.rowcount
+
+        return await self._write(write)
+
+
+class _SyncHeartbeat:
+    """The blocking heartbeat of :class:`SQLiteStore`, on its own connection."""
+
+    def __init__(self, db: _Database) -> None:
+        self._db = db
+
+    def beat(self, held: Sequence[tuple[int, int]], lease: float) -> set[int]:
+        pairs = list(held)
+        if not pairs:
+            return set()
+        self._db.connect()
+        return self._db.write(lambda conn: _renew(conn, pairs, lease))
+
+    def close(self) -> None:
+        self._db.close()
+
+
+# -- the statements, run in a thread -------------------------------------------------------
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    version: int = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > len(MIGRATIONS):
+        raise StoreError(
+            f"the database schema is version {version}, newer than this asyncworkers "
+            f"knows ({len(MIGRATIONS)}): upgrade asyncworkers"
+        )
+    for step in MIGRATIONS[version:]:
+        for statement in step:
+            conn.execute(statement)
+    conn.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
+
+
+def _insert(conn: sqlite3.Connection, jobs: list[NewJob], now: float) -> list[int]:
+    """Insert in order; runs of jobs without a key go through one executemany each."""
+    ids: list[int] = []
+    run: list[NewJob] = []
+    for job in jobs:
+        if job.key is None:
+            run.append(job)
+            continue
+        ids.extend(_insert_run(conn, run, now))
+        run = []
+        ids.append(_insert_keyed(conn, job, now))
+    ids.extend(_insert_run(conn, run, now))
+    return ids
+
+
+def _row(job: NewJob, now: float) -> tuple[Any, ...]:
+    run_at = now if job.run_at is None else job.run_at
+    return (
+        job.task,
+        job.args_json,
+        job.priority,
+        job.queue,
+        job.max_attempts,
+        job.key,
+        now,
+        run_at,
+    )
+
+
+def _insert_run(conn: sqlite3.Connection, jobs: list[NewJob], now: float) -> list[int]:
+    if not jobs:
+        return []
+    # We hold the write lock (BEGIN IMMEDIATE), so AUTOINCREMENT hands out the next ids in
+    # order: the run gets the ids just above the sequence's value before it.
+    before = _sequence(conn)
+    conn.executemany(_INSERT, (_row(job, now) for job in jobs))
+    after = _sequence(conn)
+    if after - before != len(jobs):  # cannot happen under the write lock; never guess ids
+        raise StoreError(f"SQLite handed out {after - before} ids for {len(jobs)} jobs")
+    return list(range(before + 1, after + 1))
+
+
+def _sequence(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'aw_jobs'").fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def _insert_keyed(conn: sqlite3.Connection, job: NewJob, now: float) -> int:
+    cursor = conn.execute(_INSERT + " ON CONFLICT (key) DO NOTHING", _row(job, now))
+    if cursor.rowcount == 1 and cursor.lastrowid is not None:
+        return cursor.lastrowid
+    row = conn.execute("SELECT id FROM aw_jobs WHERE key = ?", (job.key,)).fetchone()
+    return int(row[0])
+
+
+def _claim(
+    conn: sqlite3.Connection, queues: Sequence[str] | None, limit: int, lease: float, worker: str
+) -> list[Claimed]:
+    now = time.time()
+    params: list[Any] = [now + lease, now, worker, now]
+    where = ""
+    if queues is not None:
+        queues = list(queues)
+        if not queues:
+            return []
+        where = f" AND queue IN ({', '.join('?' * len(queues))})"
+        params.extend(queues)
+    params.append(limit)
+    rows = conn.execute(
+        "UPDATE aw_jobs SET state = 'running', attempts = attempts + 1, claims = claims + 1, "
+        "lease_until = ?, started_at = ?, worker = ? "
+        "WHERE id IN (SELECT id FROM aw_jobs WHERE state = 'queued' AND run_at <= ?"
+        f"{where} ORDER BY priority DESC, id LIMIT ?) "
+        "RETURNING id, task, args, queue, priority, attempts, max_attempts, lease_until, claims",
+        params,
+    ).fetchall()
+    claimed = [Claimed(*row) for row in rows]
+    claimed.sort(key=lambda c: (-c.priority, c.id))
+    return claimed
+
+
+def _renew(conn: sqlite3.Connection, pairs: list[tuple[int, int]], lease: float) -> set[int]:
+    until = time.time() + lease
+    lost: set[int] = set()
+    for job_id, token in pairs:
+        cursor = conn.execute(
+            "UPDATE aw_jobs SET lease_until = ? WHERE id = ? AND claims = ? AND state = 'running'",
+            (until, job_id, token),
+        )
+        if cursor.rowcount != 1:
+            lost.add(job_id)
+    return lost
+
+
+def _data_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA data_version").fetchone()[0])
+
+
+def _record(row: tuple[Any, ...]) -> JobRecord:
+    (id_, task, args, state, priority, queue, attempts, max_attempts, result, error, key,
+     enqueued_at, run_at, started_at, finished_at, lease_until, worker) = row  # fmt: skip
+    try:
+        decoded_args = decode_json(args)
+    except ValueError:  # a hostile row: show it as it is stored
+        decoded_args = args
+    return JobRecord(
+        id=id_,
+        task=task,
+        args=decoded_args,
+        state=state,
+        priority=priority,
+        queue=queue,
+        attempts=attempts,
+        max_attempts=max_attempts,
+        result=decode_json(result),
+        error=error,
+        key=key,
+        enqueued_at=enqueued_at,
+        run_at=run_at,
+        started_at=started_at,
+        finished_at=finished_at,
+        lease_until=lease_until,
+        worker=worker,
+    )

@@ -1,0 +1,222 @@
+"""The task registry: which functions a worker may run for a job, and how.
+
+A job row names its task by a string; the worker looks the name up here. Nothing else about
+a job is code: its arguments are a JSON object passed as keyword arguments, and its result
+must be JSON too.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from .._core._retry import Retry
+from .._core._units import Kind
+from ._jobs import new_job
+from ._protocol import NewJob, Store
+
+__all__ = ["DEFAULT_RETRY", "TaskRegistry", "TaskSpec"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: The retry policy of a task that names none: 3 attempts, 1 s then 2 s, 25 % jitter.
+DEFAULT_RETRY = Retry(attempts=3, backoff=1.0, multiplier=2.0, max_backoff=300.0, jitter=0.25)
+
+_KINDS = ("async", "thread", "process")
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSpec:
+    """One registered task: the function and the defaults of the jobs that name it."""
+
+    name: str
+    fn: Callable[..., Any]
+    retry: Retry
+    timeout: float | None
+    kind: Kind | None
+    priority: int
+    queue: str
+
+    def check_args(self, args: dict[str, Any] | None) -> None:
+        """TypeError when *args* cannot be the keyword arguments of the function."""
+        try:
+            inspect.signature(self.fn).bind(**(args or {}))
+        except TypeError as exc:
+            raise TypeError(f"arguments {args!r} do not fit task {self.name!r}: {exc}") from None
+        except ValueError:  # a builtin without a signature: nothing to check against
+            pass
+
+
+class TaskRegistry:
+    """The tasks a worker can run, by name.
+
+    ::
+
+        tasks = aw.store.TaskRegistry()
+
+        @tasks.task("email.send", retry=aw.Retry(attempts=5, backoff=2.0), timeout=30)
+        async def send(to: str, subject: str) -> dict[str, str]: ...
+
+    The decorator returns the function unchanged. A coroutine function runs on the event
+    loop, another callable in a thread (or ``kind="process"``), as on a Runtime.
+    """
+
+    def __init__(self) -> None:
+        self._specs: dict[str, TaskSpec] = {}
+
+    def task(
+        self,
+        name: str | None = None,
+        *,
+        retry: Retry | None = None,
+        timeout: float | None = None,
+        kind: Kind | None = None,
+        priority: int = 0,
+        queue: str = "default",
+    ) -> Callable[[F], F]:
+        """Register the decorated function as task *name* (default: its qualified name).
+
+        :param retry: attempts and backoff (default :data:`DEFAULT_RETRY`); ``attempts`` is
+            the ``max_attempts`` of new jobs; ``retry_on`` decides which errors go again
+        :param timeout: seconds one attempt may run (None: no limit)
+        :param kind: ``"async"``, ``"thread"`` or ``"process"`` (None: from the function)
+        :param priority: the default priority of new jobs (higher runs first)
+        :param queue: the default queue of new jobs
+        """
+        _check_options(name, retry, timeout, kind, priority, queue)
+
+        def register(fn: F) -> F:
+            if not callable(fn):
+                raise TypeError(f"@task needs a callable, got {fn!r}")
+            task_name = name if name is not None else _default_name(fn)
+            if task_name in self._specs and self._specs[task_name].fn is not fn:
+                raise ValueError(f"task {task_name!r} is already registered")
+            self._specs[task_name] = TaskSpec(
+                name=task_name,
+                fn=fn,
+                retry=retry if retry is not None else DEFAULT_RETRY,
+                timeout=timeout,
+                kind=kind,
+                priority=priority,
+                queue=queue,
+            )
+            return fn
+
+        return register
+
+    def get(self, name: str) -> TaskSpec | None:
+        """The task registered as *name*, or None."""
+        return self._specs.get(name)
+
+    def __getitem__(self, name: str) -> TaskSpec:
+        try:
+            return self._specs[name]
+        except KeyError:
+            raise KeyError(self._unknown(name)) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._specs
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._specs))
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+    def job(
+        self,
+        name: str,
+        args: dict[str, Any] | None = None,
+        *,
+        priority: int | None = None,
+        queue: str | None = None,
+        run_at: float | None = None,
+        delay: float | None = None,
+        max_attempts: int | None = None,
+        key: str | None = None,
+    ) -> NewJob:
+        """A checked job of task *name* with its defaults, for ``store.enqueue_many``.
+
+        ValueError for a task that is not registered, TypeError for arguments that are not a
+        JSON object or do not fit the function's signature.
+        """
+        spec = self.get(name)
+        if spec is None:
+            raise ValueError(self._unknown(name))
+        spec.check_args(args)
+        return new_job(
+            name,
+            args,
+            priority=spec.priority if priority is None else priority,
+            queue=spec.queue if queue is None else queue,
+            run_at=run_at,
+            delay=delay,
+            max_attempts=spec.retry.attempts if max_attempts is None else max_attempts,
+            key=key,
+        )
+
+    async def enqueue(
+        self,
+        store: Store,
+        name: str,
+        args: dict[str, Any] | None = None,
+        *,
+        priority: int | None = None,
+        queue: str | None = None,
+        run_at: float | None = None,
+        delay: float | None = None,
+        max_attempts: int | None = None,
+        key: str | None = None,
+    ) -> int:
+        """Enqueue a job of task *name* into *store* with the task's defaults; its id."""
+        job = self.job(
+            name,
+            args,
+            priority=priority,
+            queue=queue,
+            run_at=run_at,
+            delay=delay,
+            max_attempts=max_attempts,
+            key=key,
+        )
+        (job_id,) = await store.enqueue_many([job])
+        return job_id
+
+    def _unknown(self, name: str) -> str:
+        known = ", ".join(sorted(self._specs)) or "none"
+        return f"task {name!r} is not registered (registered: {known})"
+
+    def __repr__(self) -> str:
+        return f"<TaskRegistry {sorted(self._specs)}>"
+
+
+def _default_name(fn: Callable[..., Any]) -> str:
+    module = getattr(fn, "__module__", None) or "?"
+    return f"{module}.{getattr(fn, '__qualname__', repr(fn))}"
+
+
+def _check_options(
+    name: str | None,
+    retry: Retry | None,
+    timeout: float | None,
+    kind: Kind | None,
+    priority: int,
+    queue: str,
+) -> None:
+    if name is not None and (not isinstance(name, str) or not name):
+        raise TypeError(f"task name must be a non-empty str, got {name!r}")
+    if retry is not None and not isinstance(retry, Retry):
+        raise TypeError(f"retry must be an aw.Retry, got {retry!r}")
+    if timeout is not None:
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+            raise TypeError(f"timeout must be a number of seconds, got {timeout!r}")
+        if not timeout > 0:
+            raise ValueError(f"timeout must be > 0, got {timeout!r}")
+    if kind is not None and kind not in _KINDS:
+        raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise TypeError(f"priority must be an int, got {priority!r}")
+    if not isinstance(queue, str) or not queue:
+        raise TypeError(f"queue must be a non-empty str, got {queue!r}")
