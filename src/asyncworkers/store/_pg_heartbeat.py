@@ -25,9 +25,10 @@ _BEAT_TIMEOUT = 10.0
 class PgSyncHeartbeat:
     """``beat(held, lease) -> lost ids`` from one thread at a time; ``close()`` once."""
 
-    def __init__(self, target: Target, sql: str) -> None:
+    def __init__(self, target: Target, sql: str, settings: dict[str, str]) -> None:
         self._target = target
         self._sql = sql
+        self._settings = {**target.settings("heartbeat"), **settings}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._conn: asyncpg.Connection | None = None
         self._lock = threading.Lock()  # a loop runs in one thread at a time
@@ -66,7 +67,7 @@ class PgSyncHeartbeat:
                 self._target.dsn,
                 timeout=_BEAT_TIMEOUT,
                 statement_cache_size=4,
-                server_settings=self._target.settings("heartbeat"),
+                server_settings=self._settings,
             )
         return self._conn
 
