@@ -20,6 +20,7 @@ import asyncworkers as aw
 
 from ._args import Commands, positive_int
 from ._demo_tasks import blocking_poll, crunch, flaky_fetch, io_call, sleep_forever
+from ._store_demo import render_store_report, run_store_demo
 
 __all__ = ["DemoConfig", "DemoReport", "add_command", "run_demo"]
 
@@ -65,7 +66,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     config = DemoConfig(jobs=args.jobs, workers=args.workers, seed=args.seed)
     report = aw.run(run_demo, config, console)  # on uvloop when it is installed
     render_report(report, console)
-    return 0 if report.all_ok else 1
+    stored = aw.run(run_store_demo, console)  # the durable part: a SQLite store
+    render_store_report(stored, console)
+    return 0 if report.all_ok and stored.all_ok else 1
 
 
 # -- the demo ------------------------------------------------------------------------------

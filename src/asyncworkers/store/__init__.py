@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._errors import JobDead, StoreError, StoreUnavailable
+from ._jobs import new_job
 from ._manager import Manager, ManagerMetrics
 from ._protocol import (
     DEFAULT_LEASE,
@@ -46,6 +47,7 @@ __all__ = (
     "SyncHeartbeat",
     "TaskRegistry",
     "TaskSpec",
+    "new_job",
     "open_store",
 )
 

@@ -19,6 +19,7 @@ what is left of the grace.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -28,15 +29,13 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
 import anyio
-from anyio import from_thread
 from anyio.abc import TaskGroup
-from anyio.lowlevel import EventLoopToken, current_token
 
 import asyncworkers as aw
 
@@ -55,6 +54,8 @@ _LATENCY_WINDOW = 1000
 _CANCEL_WAIT = 5.0
 # Longest error text kept in a row.
 _MAX_ERROR = 2000
+# Longest wait between two tries of a claim or a write while the database is away.
+_MAX_BACKOFF = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +173,7 @@ class Manager:
         self._claim_times: deque[float] = deque(maxlen=_LATENCY_WINDOW)
         self._claim_max = 0.0
         self._claim_count = 0
+        self._claim_errors = 0  # claims failed in a row (the database is away)
 
         self._started = False
         self._stopping = False
@@ -179,9 +181,11 @@ class Manager:
         self._runtime: aw.Runtime | None = None
         self._tg: TaskGroup | None = None
         self._wake: anyio.Event | None = None  # a slot was freed, or resume()/stop()
-        self._emptied: anyio.Event | None = None  # nothing held any more (while stopping)
+        self._emptied: anyio.Event | None = None  # set when nothing is held any more
         self._stopped: anyio.Event | None = None
         self._stop_asked: anyio.Event | None = None
+        self._claim_scope: anyio.CancelScope | None = None
+        self._claim_done: anyio.Event | None = None  # the claim loop has ended
         self._grace_scope: anyio.CancelScope | None = None
         self._beat_stop = threading.Event()
         self._beat_thread: threading.Thread | None = None
@@ -198,9 +202,10 @@ class Manager:
         self._started = True
         await self._store.open()
         self._wake = anyio.Event()
-        self._emptied = anyio.Event()
         self._stopped = anyio.Event()
         self._stop_asked = anyio.Event()
+        self._claim_scope = anyio.CancelScope()
+        self._claim_done = anyio.Event()
         if self._stopping:  # stop() came before the start
             self._stop_asked.set()
         if self._given_runtime is None:
@@ -264,6 +269,8 @@ class Manager:
         self._stopping = True
         if self._stop_asked is not None:
             self._stop_asked.set()
+        if self._claim_scope is not None:  # a claim under way still lands (it is shielded)
+            self._claim_scope.cancel()
         self._poke()
 
     def pause(self, queue: str | None = None) -> None:
@@ -315,6 +322,15 @@ class Manager:
     # -- claiming ------------------------------------------------------------------------
 
     async def _claim_loop(self) -> None:
+        assert self._claim_scope is not None
+        assert self._claim_done is not None
+        try:
+            with self._claim_scope:
+                await self._claim_until_stopped()
+        finally:
+            self._claim_done.set()
+
+    async def _claim_until_stopped(self) -> None:
         while not self._stopping:
             free = [group for group in self._groups if group.free() > 0]
             if not free:
@@ -332,8 +348,16 @@ class Manager:
         """Claim up to the group's free slots; True when it got all it asked for."""
         want = group.free()
         started = time.monotonic()
-        with anyio.CancelScope(shield=True):  # claimed rows must reach _held, or be released
-            claimed = await self._store.claim(group.queues, want, self._lease, self.worker)
+        try:
+            with anyio.CancelScope(shield=True):  # claimed rows must reach _held
+                claimed = await self._store.claim(group.queues, want, self._lease, self.worker)
+        except Exception as exc:  # the database is away: wait and try again, never crash
+            self._claim_errors += 1
+            pause = min(self._poll * 2**self._claim_errors, _MAX_BACKOFF)
+            log.error("claim failed (%s); trying again in %.1f s", _one_line(exc), pause)
+            await anyio.sleep(pause)
+            return False
+        self._claim_errors = 0
         self._record_claim(time.monotonic() - started)
         for item in claimed:
             self._take(item, group)
@@ -443,8 +467,8 @@ class Manager:
         return held.job
 
     async def _settle(self, held: _Held, spec: TaskSpec, job: aw.Job[Any]) -> None:
-        if held.lost:
-            return  # another worker may run it now; nothing of ours may be written
+        if held.lost or self._held.get(held.claimed.id) is not held:
+            return  # another worker may run it now, or shutdown released it: write nothing
         if held.releasing and job.state is not aw.JobState.COMPLETED:
             await self._release(held)
             return
@@ -455,7 +479,9 @@ class Manager:
             except TypeError as exc:  # retrying returns the same kind of value: dead now
                 await self._write_failure(held, spec, exc, retry=False)
                 return
-            await self._write(held, self._store.complete(held.claimed.id, held.claimed.token, text))
+            await self._write(
+                held, lambda: self._store.complete(held.claimed.id, held.claimed.token, text)
+            )
             self._counts["succeeded"] += 1
             return
         await self._write_failure(held, spec, error, retry=True)
@@ -475,7 +501,9 @@ class Manager:
         text = _error_text(error, claimed.attempt, claimed.max_attempts)
         if not again:
             log.warning("job %s (%s) is dead: %s", claimed.id, claimed.task, text)
-        ok = await self._write(held, self._store.fail(claimed.id, claimed.token, text, retry_at))
+        ok = await self._write(
+            held, lambda: self._store.fail(claimed.id, claimed.token, text, retry_at)
+        )
         if ok:
             self._counts["retried" if again else "dead"] += 1
 
@@ -483,23 +511,43 @@ class Manager:
         claimed = held.claimed
         log.warning("job %s (%s) rejected, never run: %s", claimed.id, claimed.task, reason)
         text = f"rejected, never run: {reason}"[:_MAX_ERROR]
-        if await self._write(held, self._store.fail(claimed.id, claimed.token, text, None)):
+        if await self._write(held, lambda: self._store.fail(claimed.id, claimed.token, text, None)):
             self._counts["rejected"] += 1
             self._counts["dead"] += 1
 
     async def _release(self, held: _Held) -> None:
-        if await self._write(held, self._store.release(held.claimed.id, held.claimed.token)):
+        if await self._write(
+            held, lambda: self._store.release(held.claimed.id, held.claimed.token)
+        ):
             self._counts["released"] += 1
 
-    async def _write(self, held: _Held, write: Any) -> bool:
-        """Await one fenced write, shielded (a half-known outcome helps nobody); False and
-        a lease loss counted when the store refused it."""
+    async def _write(self, held: _Held, write: Callable[[], Awaitable[bool]]) -> bool:
+        """One fenced write, shielded (a half-known outcome helps nobody), tried again while
+        the database is away for up to a lease; False and a lease loss counted when the
+        store refused it (or never answered: the job will run again elsewhere)."""
+        deadline = time.monotonic() + self._lease
+        pause = 0.05
+        ok = False
         with anyio.CancelScope(shield=True):
-            ok: bool = await write
+            while True:
+                try:
+                    ok = await write()
+                    break
+                except Exception as exc:
+                    if time.monotonic() + pause > deadline:
+                        log.error("job %s: giving up its write: %s", held.claimed.id,
+                                  _one_line(exc))  # fmt: skip
+                        break
+                    log.warning("job %s: write failed (%s), trying again", held.claimed.id,
+                                _one_line(exc))  # fmt: skip
+                    await anyio.sleep(pause)
+                    pause = min(pause * 2, _MAX_BACKOFF)
         if not ok:
             held.lost = True
             self._lease_losses += 1
-            log.warning("job %s: write refused, its claim was lost", held.claimed.id)
+            log.warning(
+                "job %s: write refused, its claim was lost (%s)", held.claimed.id, _where(held)
+            )
         return ok
 
     def _forget(self, held: _Held) -> None:
@@ -509,8 +557,7 @@ class Manager:
             with self._leases_lock:
                 self._leases.pop(job_id, None)
             held.group.held -= 1
-        if self._stopping and not self._held:
-            assert self._emptied is not None
+        if not self._held and self._emptied is not None:
             self._emptied.set()
         self._poke()
 
@@ -518,10 +565,10 @@ class Manager:
 
     def _start_heartbeat(self) -> None:
         beat = self._store.sync_heartbeat()
-        loop_token = current_token()
+        loop = asyncio.get_running_loop()
         thread = threading.Thread(
             target=self._heartbeat_thread,
-            args=(beat, loop_token),
+            args=(beat, loop),
             name=f"asyncworkers-heartbeat-{self.worker}",
             daemon=True,  # never keeps a dying process alive; leases then expire by design
         )
@@ -533,7 +580,7 @@ class Manager:
         if self._beat_thread is not None:
             self._beat_thread.join(timeout=10)
 
-    def _heartbeat_thread(self, beat: SyncHeartbeat, loop_token: EventLoopToken) -> None:
+    def _heartbeat_thread(self, beat: SyncHeartbeat, loop: asyncio.AbstractEventLoop) -> None:
         interval = self._lease / 3
         try:
             while not self._beat_stop.wait(interval):
@@ -547,9 +594,11 @@ class Manager:
                     log.exception("heartbeat failed")
                     continue
                 if lost:
+                    # Not waited for: with the loop blocked, the other leases still need
+                    # their beats; the loop cancels the lost attempts when it can.
                     try:
-                        from_thread.run_sync(self._lost, lost, token=loop_token)
-                    except RuntimeError:  # the loop is gone: nothing left to cancel
+                        loop.call_soon_threadsafe(self._lost, lost)
+                    except RuntimeError:  # the loop is closed: nothing left to cancel
                         return
         finally:
             beat.close()
@@ -594,11 +643,12 @@ class Manager:
     async def _shutdown(self) -> None:
         """Stop claiming, drain within the grace, then cancel and release what is left."""
         self.stop()
-        assert self._emptied is not None
-        if self._held and not self._hurry:
+        assert self._claim_done is not None
+        await self._claim_done.wait()  # so that no claim lands after the drain below
+        if not self._hurry:
             with anyio.move_on_after(self._grace) as scope:
                 self._grace_scope = scope
-                await self._emptied.wait()
+                await self._wait_empty()
         if not self._held:
             return
         for held in list(self._held.values()):
@@ -606,10 +656,18 @@ class Manager:
             if held.job is not None:
                 held.job.cancel("the worker is stopping")
         with anyio.move_on_after(_CANCEL_WAIT):
+            await self._wait_empty()
+        for held in list(self._held.values()):
+            if held.job is not None and not held.job.done():  # it ignored the cancellation
+                self._forget(held)  # so that its outcome, if it ever comes, is not written
+                await self._release(held)
+        with anyio.move_on_after(self._lease):  # the writes still under way
+            await self._wait_empty()
+
+    async def _wait_empty(self) -> None:
+        while self._held:
+            self._emptied = anyio.Event()
             await self._emptied.wait()
-        for held in list(self._held.values()):  # their jobs ignored the cancellation
-            await self._release(held)
-            self._forget(held)
 
 
 def _groups(concurrency: int | Mapping[str, int], queues: Sequence[str] | None) -> list[_Group]:
@@ -646,6 +704,16 @@ def _check_seconds(name: str, value: object, *, allow_zero: bool = False) -> Non
         raise TypeError(f"{name} must be a number of seconds, got {value!r}")
     if value < 0 or (value == 0 and not allow_zero):
         raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+
+
+def _where(held: _Held) -> str:
+    job = held.job
+    state = "not started" if job is None else job.state.name
+    return f"job {state}, lost={held.lost}, releasing={held.releasing}, token={held.claimed.token}"
+
+
+def _one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
 
 
 def _error_text(error: BaseException, attempt: int, max_attempts: int) -> str:

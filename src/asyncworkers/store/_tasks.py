@@ -38,15 +38,16 @@ class TaskSpec:
     kind: Kind | None
     priority: int
     queue: str
+    signature: inspect.Signature | None  # None: a callable without one (nothing to check)
 
     def check_args(self, args: dict[str, Any] | None) -> None:
         """TypeError when *args* cannot be the keyword arguments of the function."""
+        if self.signature is None:
+            return
         try:
-            inspect.signature(self.fn).bind(**(args or {}))
+            self.signature.bind(**(args or {}))
         except TypeError as exc:
             raise TypeError(f"arguments {args!r} do not fit task {self.name!r}: {exc}") from None
-        except ValueError:  # a builtin without a signature: nothing to check against
-            pass
 
 
 class TaskRegistry:
@@ -101,6 +102,7 @@ class TaskRegistry:
                 kind=kind,
                 priority=priority,
                 queue=queue,
+                signature=_signature(fn),
             )
             return fn
 
@@ -190,6 +192,13 @@ class TaskRegistry:
 
     def __repr__(self) -> str:
         return f"<TaskRegistry {sorted(self._specs)}>"
+
+
+def _signature(fn: Callable[..., Any]) -> inspect.Signature | None:
+    try:
+        return inspect.signature(fn)
+    except (TypeError, ValueError):  # some builtins have none
+        return None
 
 
 def _default_name(fn: Callable[..., Any]) -> str:

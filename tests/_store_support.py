@@ -1,0 +1,181 @@
+"""Store factories for the store-agnostic tests, and helpers to watch a store from a test.
+
+Every behaviour test takes the ``store_factory`` fixture (tests/conftest.py), which runs it
+once per entry of :data:`STORE_FACTORIES`. To run the same tests on another store, add one
+entry: a function of the test's ``tmp_path`` that returns a context manager yielding a
+:class:`StoreFactory` for a fresh, empty store (and cleans it up after), e.g.::
+
+    from _store_pg import postgres_factory
+    STORE_FACTORIES["postgresql"] = postgres_factory
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+import anyio
+
+import asyncworkers as aw
+
+# A generous bound on waits for real worker processes: turns a hang into a failure, never
+# an assertion about speed.
+PROCESS_GUARD = 90.0
+REPO = Path(__file__).resolve().parent.parent
+TASKS = "tests._store_tasks:tasks"
+
+
+class StoreFactory(Protocol):
+    """One fresh, empty store for one test."""
+
+    name: str
+    url: str  # what `--store` takes, for worker processes
+
+    def make(self) -> aw.store.Store:
+        """A new store object on that database (not opened)."""
+        ...
+
+    async def insert_raw(self, store: aw.store.Store, task: str, args_text: str) -> int:
+        """Insert a row behind the store's checks (a hostile row); its id."""
+        ...
+
+    async def expire_leases(self, store: aw.store.Store) -> None:
+        """Make every running job's lease end now, as if no heartbeat had got through."""
+        ...
+
+
+class SQLiteFactory:
+    """A SQLite file in the test's temporary folder."""
+
+    name = "sqlite"
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.path = tmp_path / "jobs.db"
+        self.url = f"sqlite:///{self.path}"
+
+    def make(self) -> aw.store.Store:
+        return aw.store.SQLiteStore(self.path)
+
+    async def insert_raw(self, store: aw.store.Store, task: str, args_text: str) -> int:
+        def insert() -> int:
+            with sqlite3.connect(self.path, timeout=30) as conn:
+                now = time.time()
+                cursor = conn.execute(
+                    "INSERT INTO aw_jobs (task, args, enqueued_at, run_at) VALUES (?, ?, ?, ?)",
+                    (task, args_text, now, now),
+                )
+                assert cursor.lastrowid is not None
+                return cursor.lastrowid
+
+        return await anyio.to_thread.run_sync(insert)
+
+    async def expire_leases(self, store: aw.store.Store) -> None:
+        def expire() -> None:
+            with sqlite3.connect(self.path, timeout=30) as conn:
+                conn.execute(
+                    "UPDATE aw_jobs SET lease_until = ? WHERE state = 'running'",
+                    (time.time() - 1,),
+                )
+
+        await anyio.to_thread.run_sync(expire)
+
+
+@contextmanager
+def sqlite_factory(tmp_path: Path) -> Iterator[StoreFactory]:
+    yield SQLiteFactory(tmp_path)
+
+
+STORE_FACTORIES: dict[str, Callable[[Path], AbstractContextManager[StoreFactory]]] = {
+    "sqlite": sqlite_factory,
+}
+
+
+# -- watching a store from a sync test -----------------------------------------------------
+
+
+def query(factory: StoreFactory, fn: Callable[[aw.store.Store], Any]) -> Any:
+    """Run ``await fn(store)`` on a store of its own, from sync code."""
+
+    async def main() -> Any:
+        store = factory.make()
+        await store.open()
+        try:
+            return await fn(store)
+        finally:
+            await store.close()
+
+    return anyio.run(main)
+
+
+def wait_until(what: str, check: Callable[[], Any], guard: float = PROCESS_GUARD) -> Any:
+    """Poll *check* until it returns something truthy; fail after *guard* seconds."""
+    deadline = time.monotonic() + guard
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still waiting for {what} after {guard} s")
+        time.sleep(0.05)
+
+
+def lines(path: Path) -> list[str]:
+    """The lines of a marker file (none when it does not exist yet)."""
+    return path.read_text().splitlines() if path.exists() else []
+
+
+# -- worker processes ----------------------------------------------------------------------
+
+
+class Worker:
+    """``python -m asyncworkers worker`` in a subprocess, its output in a file."""
+
+    def __init__(self, url: str, log: Path, *options: str) -> None:
+        self.log = log
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        with log.open("w") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "asyncworkers", "worker", "--store", url,
+                 "--tasks", TASKS, *options],
+                cwd=REPO, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=env,
+            )  # fmt: skip
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def signal(self, signum: signal.Signals) -> None:
+        self.proc.send_signal(signum)
+
+    def wait(self, guard: float = PROCESS_GUARD) -> int:
+        try:
+            return self.proc.wait(timeout=guard)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"worker did not exit:\n{self.output()}") from None
+
+    def stop(self) -> None:
+        """Kill it if it still runs (cleanup after a failed test)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@contextmanager
+def workers(url: str, tmp_path: Path, count: int, *options: str) -> Iterator[list[Worker]]:
+    """*count* worker processes; killed on the way out if still running."""
+    started = [Worker(url, tmp_path / f"worker{i}.log", *options) for i in range(count)]
+    try:
+        yield started
+    finally:
+        for worker in started:
+            worker.stop()

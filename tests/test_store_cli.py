@@ -1,0 +1,101 @@
+"""The store commands (enqueue, status, retry) run as users run them, in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from _store_support import REPO, TASKS, StoreFactory, query
+from asyncworkers.store import Store
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "asyncworkers", *args],
+        cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "COLUMNS": "120", "NO_COLOR": "1", **(env or {})},
+    )  # fmt: skip
+
+
+def one_error_line(proc: subprocess.CompletedProcess[str], expected: str) -> None:
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert expected in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert len([line for line in proc.stderr.splitlines() if "error" in line]) == 1
+
+
+def test_enqueue_status_retry(store_factory: StoreFactory) -> None:
+    url = store_factory.url
+    first = cli("enqueue", "--store", url, "echo", '{"value": 1}', "--priority", "5")
+    assert first.returncode == 0, first.stderr
+    job_id = int(first.stdout)
+    keyed = [cli("enqueue", "--store", url, "echo", "--key", "k").stdout for _ in range(2)]
+    assert keyed[0] == keyed[1]
+    checked = cli("enqueue", "--store", url, "--tasks", TASKS, "mark", '{"path": "x"}')
+    assert checked.returncode == 0, checked.stderr
+
+    async def kill(store: Store) -> None:
+        (claimed, *_) = await store.claim(None, 1, 30, "cli-test")
+        assert claimed.id == job_id  # priority 5 first
+        await store.fail(claimed.id, claimed.token, "Boom: broken", None)
+
+    query(store_factory, kill)
+    status = cli("status", "--store", url, "--json")
+    assert status.returncode == 0, status.stderr
+    shown = json.loads(status.stdout)
+    assert shown["counts"] == {
+        "queued": 2, "running": 0, "succeeded": 0, "dead": 1, "cancelled": 0,
+    }  # fmt: skip
+    assert shown["queues"]["default"]["dead"] == 1
+    assert shown["dead"][0]["id"] == job_id
+    assert shown["dead"][0]["error"] == "Boom: broken"
+    assert shown["oldest_waiting"]["task"] == "echo"
+    table = cli("status", "--store", url)
+    assert table.returncode == 0, table.stderr
+    assert "Dead letters" in table.stdout
+    assert "Boom: broken" in table.stdout
+
+    assert cli("retry", "--store", url, str(job_id)).returncode == 0
+    again = cli("retry", "--store", url, str(job_id))
+    assert again.returncode == 1
+    assert "it is queued" in again.stderr
+    assert cli("retry", "--store", url, "999").returncode == 1
+
+
+def test_store_from_the_environment(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'env.db'}"
+    proc = cli("enqueue", "echo", env={"ASYNCWORKERS_STORE": url})
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "env.db").exists()
+    shown = json.loads(cli("status", "--json", env={"ASYNCWORKERS_STORE": url}).stdout)
+    assert shown["counts"]["queued"] == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["enqueue", "echo", "[1, 2]"], "expected a JSON object"),
+        (["enqueue", "echo", "{nope"], "expected a JSON object"),
+        (["enqueue", "--tasks", TASKS, "no.such.task"], "not registered"),
+        (["enqueue", "--tasks", TASKS, "mark", '{"wrong": 1}'], "do not fit"),
+        (["enqueue", "--tasks", "nowhere:tasks", "echo"], "cannot import"),
+        (["enqueue", "echo", "--delay", "soon"], "--delay"),
+        (["enqueue", "--store", "redis://x", "echo"], "unknown store URL"),
+        (["status", "--store", "sqlite:////no/such/dir/x.db"], "/no/such/dir"),
+        (["retry", "abc"], "ID"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str], expected: str) -> None:
+    env = {"ASYNCWORKERS_STORE": f"sqlite:///{tmp_path / 'x.db'}"}
+    one_error_line(cli(*args, env=env), expected)
+
+
+def test_help_lists_the_store_commands() -> None:
+    out = cli("--help").stdout
+    for command in ("worker", "enqueue", "status", "retry"):
+        assert command in out
