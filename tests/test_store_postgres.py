@@ -394,7 +394,7 @@ async def test_claim_bad_input(store: PostgresStore) -> None:
 async def test_an_oversized_row_is_dead_lettered_at_claim_never_handed_out(
     store: PostgresStore,
 ) -> None:
-    huge = await raw_insert(store, "t", "'{\"x\": \"' || repeat('a', 1100000) || '\"}'")
+    huge = await raw_insert(store, "t", "'{\"x\": \"' || repeat('a', 16100000) || '\"}'")
     small = await store.enqueue("t")
     claimed = await store.claim(None, 10, 30, "w")
     assert [c.id for c in claimed] == [small]
@@ -402,7 +402,7 @@ async def test_an_oversized_row_is_dead_lettered_at_claim_never_handed_out(
     assert record is not None
     assert record.state == "dead"
     assert record.error is not None
-    assert "payload too large" in record.error
+    assert "bytes, over the 16000000 limit" in record.error
 
 
 async def test_malformed_json_is_handed_out_raw_and_shown_raw(store: PostgresStore) -> None:

@@ -97,7 +97,7 @@ def statements(schema: str) -> Statements:
               AND (state = 'running' OR ($5::bool AND state IN ('queued', 'dead')))
             RETURNING state""",
         release=f"""
-            UPDATE {t} SET state = 'queued', lease_until = NULL,
+            UPDATE {t} SET state = 'queued', lease_until = NULL, worker = NULL,
                 attempts = attempts - CASE WHEN state = 'running' THEN 1 ELSE 0 END
             WHERE id = $1 AND claims = $2
               AND (state = 'running' OR ($3::bool AND state = 'queued'))
@@ -150,9 +150,9 @@ def statements(schema: str) -> Statements:
 def _claim(t: str, *, queue_filter: str) -> str:
     """Claim a batch: walk the ready index in claim order, skip rows other workers hold.
 
-    A row whose payload is over the limit ($4 bytes; written behind the store's back) is
-    dead-lettered by the same statement and handed out with an empty payload, so that the
-    caller can drop it without ever reading it.
+    A row whose payload is over $4 bytes (written behind the store's back, far over what
+    enqueue accepts) is dead-lettered by the same statement and handed out with an empty
+    payload, so that no worker ever loads it; the Manager rejects the smaller oversized ones.
     """
     return f"""
         WITH picked AS (
@@ -164,13 +164,16 @@ def _claim(t: str, *, queue_filter: str) -> str:
         )
         UPDATE {t} AS j SET
             state = CASE WHEN octet_length(j.args) > $4 THEN 'dead' ELSE 'running' END,
+            -- worded as the Manager words the rows it rejects
             error = CASE WHEN octet_length(j.args) > $4
-                         THEN 'payload too large: ' || octet_length(j.args)
-                              || ' bytes of JSON, more than the limit of ' || $4
+                         THEN 'rejected, never run: arguments are ' || octet_length(j.args)
+                              || ' bytes, over the ' || $4 || ' limit'
                     END,
             finished_at = CASE WHEN octet_length(j.args) > $4 THEN now() END,
             attempts = j.attempts + 1, claims = j.claims + 1,
-            lease_until = now() + make_interval(secs => $2), worker = $3, started_at = now()
+            lease_until = CASE WHEN octet_length(j.args) > $4 THEN NULL
+                               ELSE now() + make_interval(secs => $2) END,
+            worker = $3, started_at = now()
         FROM picked
         WHERE j.id = picked.id
         RETURNING j.id, j.task, j.state,

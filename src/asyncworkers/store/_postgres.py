@@ -48,6 +48,11 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+# A row this big is dead-lettered by the claim, never shipped to a worker: loading it could
+# exhaust the worker's memory. Rows over MAX_PAYLOAD_BYTES but under this are handed out,
+# and the Manager rejects them (with the same wording).
+_CLAIM_GUARD_BYTES = 16 * MAX_PAYLOAD_BYTES
+
 # rows per enqueue_many statement: big enough to amortize a round trip, small enough that
 # one statement's arrays stay a few MB
 _ENQUEUE_CHUNK = 5000
@@ -306,7 +311,7 @@ class PostgresStore:
             if not queues:
                 return []
         sql = self._sql
-        params: list[Any] = [limit, float(lease), worker, MAX_PAYLOAD_BYTES]
+        params: list[Any] = [limit, float(lease), worker, _CLAIM_GUARD_BYTES]
         statement = sql.claim_any
         if queues is not None:
             statement = sql.claim_queues
