@@ -10,9 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from _pg import PG_DSN, admin, new_schema_name
-
 import asyncworkers as aw
+from _pg import PG_DSN, admin, new_schema_name
 from asyncworkers.store._postgres import PostgresStore
 
 T = TypeVar("T")
@@ -66,7 +65,7 @@ class PostgresFactory:
         conn = await admin()
         try:
             await conn.execute(
-                f'UPDATE "{self.schema}".jobs SET lease_until = now() - interval \'1 second\''
+                f"UPDATE \"{self.schema}\".jobs SET lease_until = now() - interval '1 second'"
                 " WHERE state = 'running'"
             )
         finally:
