@@ -25,7 +25,7 @@ LEASE = ["--lease", "2", "--poll-interval", "0.2"]
 
 def counts(factory: PostgresFactory) -> dict[str, int]:
     async def get(store: Store) -> dict[str, int]:
-        return dict(await store.counts())
+        return {state: n for state, n in (await store.counts()).items()}
 
     return query(factory, get)  # type: ignore[no-any-return]
 
