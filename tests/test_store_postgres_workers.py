@@ -14,6 +14,7 @@ from typing import Any
 
 import anyio
 
+import asyncworkers as aw
 from _pg import admin
 from _store_pg import PostgresFactory, postgres_factory
 from _store_support import REPO, lines, query, wait_until, workers
@@ -23,9 +24,9 @@ from asyncworkers.store._jobs import new_job
 LEASE = ["--lease", "2", "--poll-interval", "0.2"]
 
 
-def counts(factory: PostgresFactory) -> dict[str, int]:
-    async def get(store: Store) -> dict[str, int]:
-        return {state: n for state, n in (await store.counts()).items()}
+def counts(factory: PostgresFactory) -> dict[aw.store.State, int]:
+    async def get(store: Store) -> dict[aw.store.State, int]:
+        return await store.counts()
 
     return query(factory, get)  # type: ignore[no-any-return]
 
