@@ -127,14 +127,8 @@ async def test_claim_respects_queues_run_at_and_empty_lists(store: PostgresStore
     claimed = await store.claim(["a"], 10, 30, "w")
     assert [c.id for c in claimed] == [a]
     c = claimed[0]
-    assert (c.task, c.args_json, c.queue, c.attempt, c.max_attempts, c.token) == (
-        "t",
-        "{}",
-        "a",
-        1,
-        3,
-        1,
-    )
+    assert (c.task, c.args_json, c.queue, c.attempt, c.max_attempts) == ("t", "{}", "a", 1, 3)
+    assert c.token >> 31 == 1  # the first claim (the low 31 bits are random)
     assert time.time() < c.lease_until < time.time() + 60
     assert [c.queue for c in await store.claim(None, 10, 30, "w")] == ["b"]
 
@@ -203,13 +197,37 @@ async def test_release_uncounts_the_attempt_and_fences_the_old_claim(
     assert await store.release(job_id, first.token)
     assert not await store.release(job_id, first.token)
     (second,) = await store.claim(None, 1, 30, "w")
-    assert (second.attempt, second.token) == (1, first.token + 1)
+    assert second.attempt == 1
+    assert second.token != first.token
     assert not await store.complete(job_id, first.token, "1")
     assert await store.heartbeat([(job_id, first.token), (job_id + 99, 1)], 30) == {
         job_id,
         job_id + 99,
     }
     assert await store.heartbeat([(job_id, second.token)], 30) == set()
+
+
+async def test_a_claim_undone_by_a_server_crash_never_shares_its_token(
+    store: PostgresStore,
+) -> None:
+    """Claims commit without waiting for the disk (durable_writes=False), so a server crash
+    can undo one while its worker goes on; the next claim must not get the same token."""
+    job_id = await store.enqueue("t")
+    (lost,) = await store.claim(None, 1, 30, "w1")
+    conn = await admin()
+    try:  # what recovery leaves: the row as it was before the claim
+        await conn.execute(
+            f"UPDATE \"{store.schema}\".jobs SET state = 'queued', attempts = 0, claims = 0,"
+            " nonce = 0, lease_until = NULL WHERE id = $1",
+            job_id,
+        )
+    finally:
+        await conn.close()
+    (again,) = await store.claim(None, 1, 30, "w2")
+    assert again.attempt == lost.attempt == 1
+    assert again.token != lost.token
+    assert not await store.complete(job_id, lost.token, '"from the undone claim"')
+    assert await store.complete(job_id, again.token, '"ok"')
 
 
 async def test_fail_retries_then_dead_letters(store: PostgresStore) -> None:
@@ -341,13 +359,13 @@ async def test_result_waits_for_the_outcome(store: PostgresStore) -> None:
 async def test_pool_connections_killed_mid_use_are_replaced(store: PostgresStore) -> None:
     job_id = await store.enqueue("t")
     (c,) = await store.claim(None, 1, 30, "w")
-    assert await terminate("pool", store.schema) >= 1
+    assert await terminate("worker", store.schema) >= 1
     # every call after the kill succeeds on a fresh connection, fencing intact
     assert await store.heartbeat([(job_id, c.token)], 30) == set()
-    assert await terminate("pool", store.schema) >= 1
+    assert await terminate("worker", store.schema) >= 1
     assert await store.complete(job_id, c.token, '"after the kill"')
     assert await store.result(job_id) == "after the kill"
-    assert await terminate("pool", store.schema) >= 1
+    assert await terminate("worker", store.schema) >= 1
     assert (await store.counts())["succeeded"] == 1
 
 

@@ -42,8 +42,12 @@ MIGRATIONS: tuple[Migration, ...] = (
                              ('queued', 'running', 'succeeded', 'dead', 'cancelled')),
             -- attempts counted so far (a release un-counts one)
             attempts     integer     NOT NULL DEFAULT 0,
-            -- claims ever made; the claim's number is its fencing token, never reused
+            -- claims ever made, and a random number drawn at each claim: together the
+            -- fencing token. The random half keeps a token unique even if a server crash
+            -- undoes a claim whose commit did not wait for the disk (see _postgres)
             claims       integer     NOT NULL DEFAULT 0,
+            nonce        integer     NOT NULL DEFAULT 0,
+            token        bigint      GENERATED ALWAYS AS ((claims::bigint << 31) | nonce) STORED,
             max_attempts integer     NOT NULL DEFAULT 3 CHECK (max_attempts >= 1),
             key          text,
             result       text,

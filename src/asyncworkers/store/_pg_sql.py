@@ -1,6 +1,6 @@
 """The SQL of :class:`PostgresStore`, one statement per operation, for one schema.
 
-Every write about a claimed job is fenced: it matches ``claims = token AND state =
+Every write about a claimed job is fenced: it matches ``token = $token AND state =
 'running'`` and reports the ids it changed, so a stale attempt changes nothing. Run again
 after a lost connection (``again``), it also matches the row in the state it would have
 left it in, so that a write applied whose reply was lost is not reported as fenced out. Writes take
@@ -79,8 +79,8 @@ def statements(schema: str) -> Statements:
         complete=f"""
             UPDATE {t} AS j SET state = 'succeeded', result = w.result, error = NULL,
                 finished_at = now(), lease_until = NULL
-            FROM unnest($1::bigint[], $2::int[], $3::text[]) AS w(id, token, result)
-            WHERE j.id = w.id AND j.claims = w.token
+            FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS w(id, token, result)
+            WHERE j.id = w.id AND j.token = w.token
               AND (j.state = 'running' OR ($4::bool AND j.state = 'succeeded'))
             RETURNING j.id""",
         # A retry wanted by the worker still ends dead when the row is out of attempts.
@@ -93,19 +93,19 @@ def statements(schema: str) -> Statements:
                 finished_at = CASE WHEN $4::float8 IS NULL OR attempts >= max_attempts
                                    THEN now() END,
                 lease_until = NULL
-            WHERE id = $1 AND claims = $2
+            WHERE id = $1 AND token = $2
               AND (state = 'running' OR ($5::bool AND state IN ('queued', 'dead')))
             RETURNING state""",
         release=f"""
             UPDATE {t} SET state = 'queued', lease_until = NULL, worker = NULL,
                 attempts = attempts - CASE WHEN state = 'running' THEN 1 ELSE 0 END
-            WHERE id = $1 AND claims = $2
+            WHERE id = $1 AND token = $2
               AND (state = 'running' OR ($3::bool AND state = 'queued'))
             RETURNING id""",
         heartbeat=f"""
             UPDATE {t} AS j SET lease_until = now() + make_interval(secs => $3)
-            FROM unnest($1::bigint[], $2::int[]) AS h(id, token)
-            WHERE j.id = h.id AND j.claims = h.token AND j.state = 'running'
+            FROM unnest($1::bigint[], $2::bigint[]) AS h(id, token)
+            WHERE j.id = h.id AND j.token = h.token AND j.state = 'running'
             RETURNING j.id""",
         requeue_expired=f"""
             UPDATE {t} SET
@@ -171,6 +171,7 @@ def _claim(t: str, *, queue_filter: str) -> str:
                     END,
             finished_at = CASE WHEN octet_length(j.args) > $4 THEN now() END,
             attempts = j.attempts + 1, claims = j.claims + 1,
+            nonce = floor(random() * 2147483648)::int,
             lease_until = CASE WHEN octet_length(j.args) > $4 THEN NULL
                                ELSE now() + make_interval(secs => $2) END,
             worker = $3, started_at = now()
@@ -178,5 +179,5 @@ def _claim(t: str, *, queue_filter: str) -> str:
         WHERE j.id = picked.id
         RETURNING j.id, j.task, j.state,
             CASE WHEN j.state = 'dead' THEN '' ELSE j.args END AS args,
-            j.queue, j.priority, j.attempts, j.max_attempts, j.claims,
+            j.queue, j.priority, j.attempts, j.max_attempts, j.token,
             extract(epoch FROM j.lease_until)::float8 AS lease_until"""

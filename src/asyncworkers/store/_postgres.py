@@ -7,11 +7,16 @@ How it keeps its promises:
 - **Fencing**: every write about a claimed job matches the claim's token (see _pg_sql).
 - **Completions** from jobs that finish together share one UPDATE and one commit
   (_pg_batch), which is most of the throughput on a fsync'ing server.
-- **Outcome writes** (complete, fail, release, heartbeat, requeue) go through a pool of
-  their own whose commits do not wait for the WAL flush (``synchronous_commit = off``),
-  unless ``durable_writes=True``. Losing one in a server crash can only make a job run
-  again, the promise being at least once; claims and enqueues always wait for the flush, so
-  a job is never lost and a claim's fencing token is never handed out twice.
+- **The worker's writes** (claim, complete, fail, release, heartbeat, requeue) go through
+  a pool of their own whose commits do not wait for the WAL flush (``synchronous_commit =
+  off``) unless ``durable_writes=True``: on a fsync'ing server that wait, not the SQL,
+  bounds how many short jobs a worker runs per second. A server crash may undo the last
+  fraction of a second of them; each such loss can only make a job run again (a claim
+  undone: the job is queued again while its first run goes on; an outcome undone: the job
+  is running again until its lease ends), the promise being at least once. Fencing holds
+  through it: a token carries a random half drawn at each claim, so a claim that the crash
+  undid and the claim made after it never share a token. Enqueues (and the operator's
+  retry, cancel, purge) always wait for the flush: a job once enqueued is never lost.
 - **Wake-ups**: a LISTEN connection of its own (_pg_listen); inserts NOTIFY by trigger.
 - **Schema**: versioned migrations under an advisory lock (_pg_migrations).
 - **Lost connections**: a pool connection killed under a call is replaced and the call run
@@ -65,12 +70,14 @@ class PostgresStore:
         is taken as *schema* (and not sent to the server)
     :param schema: the schema that holds the tables (created, then upgraded by versioned
         migrations, at ``open``); default ``asyncworkers``
-    :param pool_size: connections of the pool (claims, writes and queries); the store also
-        keeps one for LISTEN, and each ``sync_heartbeat()`` one of its own
+    :param pool_size: connections of the pool for enqueues and queries; the store also
+        keeps up to 3 for the worker's writes, one for LISTEN, and each
+        ``sync_heartbeat()`` one of its own
     :param connect_timeout: seconds to wait for a connection before ``StoreUnavailable``
-    :param durable_writes: make the outcome writes wait for the WAL flush too. The default
-        (False) lets a server crash forget the last fraction of a second of outcomes, whose
-        jobs then run again after their lease; it roughly halves the fsyncs per job
+    :param durable_writes: make the worker's writes (claims, outcomes, heartbeats) wait for
+        the WAL flush too. The default (False) lets a server crash undo the last fraction of
+        a second of them, whose jobs then run again (see above); it takes the fsyncs out of
+        the claim-run-complete loop
     """
 
     def __init__(
@@ -84,7 +91,6 @@ class PostgresStore:
     ) -> None:
         self._target: Target = parse_target(dsn, schema)
         if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 2:
-            # one connection claims while another writes completions
             raise ValueError(f"pool_size must be an int >= 2, got {pool_size!r}")
         if (
             isinstance(connect_timeout, bool)
@@ -99,8 +105,8 @@ class PostgresStore:
         self._connect_timeout = float(connect_timeout)
         self._sql = statements(self._target.schema)
         self._channel = channel_for(self._target.schema)
-        self._pool: asyncpg.Pool | None = None  # claims, enqueues, reads
-        self._writes: asyncpg.Pool | None = None  # outcome writes (see the module docstring)
+        self._pool: asyncpg.Pool | None = None  # enqueues, reads, operators' writes
+        self._worker: asyncpg.Pool | None = None  # the worker's writes (module docstring)
         self._listener: Listener | None = None
         self._batcher = CompletionBatcher(self._write_completions)
 
@@ -138,7 +144,8 @@ class PostgresStore:
         pools: list[asyncpg.Pool] = []
         try:
             pools.append(await self._new_pool("pool", self._pool_size, {}))
-            pools.append(await self._new_pool("writes", 2, self._write_settings()))
+            # one claims while another writes completions and a third beats or sweeps
+            pools.append(await self._new_pool("worker", 3, self._write_settings()))
             await listener.start()
         except BaseException as exc:
             await listener.close()
@@ -147,7 +154,7 @@ class PostgresStore:
             if isinstance(exc, Exception) and is_connection_lost(exc):
                 raise unavailable(self._target, exc) from exc
             raise
-        self._pool, self._writes = pools
+        self._pool, self._worker = pools
         self._listener = listener
 
     def _write_settings(self) -> dict[str, str]:
@@ -178,8 +185,8 @@ class PostgresStore:
         try:
             await self._batcher.drain()
         finally:
-            pools = [p for p in (self._pool, self._writes) if p is not None]
-            self._pool = self._writes = None
+            pools = [p for p in (self._pool, self._worker) if p is not None]
+            self._pool = self._worker = None
             listener, self._listener = self._listener, None
             if listener is not None:
                 await listener.close()
@@ -191,12 +198,12 @@ class PostgresStore:
 
     # -- plumbing ------------------------------------------------------------------------
 
-    async def _run(self, fn: Callable[[Conn, bool], Awaitable[T]], *, write: bool = False) -> T:
+    async def _run(self, fn: Callable[[Conn, bool], Awaitable[T]], *, worker: bool = False) -> T:
         """``fn(conn, again)`` on a pool connection, run again on a fresh one if it dies.
-        *write*: an outcome write, on the pool of outcome writes."""
+        *worker*: one of the worker's writes, on the worker's pool."""
 
         async def once(again: bool) -> T:
-            pool = self._writes if write else self._pool
+            pool = self._worker if worker else self._pool
             if pool is None:
                 raise StoreError(f"{self!r} is not open: await store.open() first")
             async with pool.acquire() as conn:
@@ -320,7 +327,7 @@ class PostgresStore:
         async def take(conn: Conn, _: bool) -> list[asyncpg.Record]:
             return await conn.fetch(statement, *params)
 
-        rows = await self._run(take)
+        rows = await self._run(take, worker=True)
         claimed = [
             Claimed(
                 id=r["id"],
@@ -331,7 +338,7 @@ class PostgresStore:
                 attempt=r["attempts"],
                 max_attempts=r["max_attempts"],
                 lease_until=r["lease_until"],
-                token=r["claims"],
+                token=r["token"],
             )
             for r in rows
             if r["state"] == "running"  # not an oversized row the claim dead-lettered
@@ -356,7 +363,7 @@ class PostgresStore:
             rows = await conn.fetch(sql.complete, ids, tokens, results, again)
             return {r[0] for r in rows}
 
-        return await self._run(write, write=True)
+        return await self._run(write, worker=True)
 
     async def fail(self, id: int, token: int, error: str, retry_at: float | None) -> bool:
         """Record a failed attempt: queued again at *retry_at*, or dead (None, or out of
@@ -369,7 +376,7 @@ class PostgresStore:
             )
             return state
 
-        state = await self._run(write, write=True)
+        state = await self._run(write, worker=True)
         if state == "queued":
             await self._notify()
         return state is not None
@@ -381,7 +388,7 @@ class PostgresStore:
         async def write(conn: Conn, again: bool) -> bool:
             return await conn.fetchval(sql.release, id, token, again) is not None
 
-        released = await self._run(write, write=True)
+        released = await self._run(write, worker=True)
         if released:
             await self._notify()
         return released
@@ -398,7 +405,7 @@ class PostgresStore:
             rows = await conn.fetch(sql.heartbeat, ids, tokens, float(lease))
             return set(ids) - {r[0] for r in rows}
 
-        return await self._run(beat, write=True)
+        return await self._run(beat, worker=True)
 
     def sync_heartbeat(self) -> PgSyncHeartbeat:
         """A blocking heartbeat with a connection (and event loop) of its own."""
@@ -411,7 +418,7 @@ class PostgresStore:
         async def write(conn: Conn, _: bool) -> list[asyncpg.Record]:
             return await conn.fetch(sql.requeue_expired)
 
-        rows = await self._run(write, write=True)
+        rows = await self._run(write, worker=True)
         if any(r["state"] == "queued" for r in rows):
             await self._notify()
         return len(rows)
