@@ -395,7 +395,11 @@ def test_bad_options_fail_at_construction() -> None:
         PostgresStore(PG_DSN, pool_size=1)
     with pytest.raises(ValueError, match="connect_timeout"):
         PostgresStore(PG_DSN, connect_timeout=0)
+    with pytest.raises(ValueError, match="durable_writes in a PostgreSQL URL"):
+        PostgresStore(PG_DSN + "?durable_writes=maybe")
     assert PostgresStore(PG_DSN + "?schema=abc").schema == "abc"
+    assert PostgresStore(PG_DSN + "?schema=abc&durable_writes=true")._durable_writes
+    assert not PostgresStore(PG_DSN + "?durable_writes=true", durable_writes=False)._durable_writes
     assert PostgresStore(PG_DSN).schema == "asyncworkers"
 
 

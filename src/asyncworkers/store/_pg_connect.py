@@ -43,9 +43,10 @@ _LOST: tuple[type[BaseException], ...] = (
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    dsn: str  # what asyncpg gets: the DSN without our own ``schema`` parameter
+    dsn: str  # what asyncpg gets: the DSN without our own parameters
     schema: str
     where: str  # "host:port" for messages
+    durable_writes: bool | None = None  # from ``durable_writes=`` in the DSN, if given
 
     def settings(self, role: str) -> dict[str, str]:
         """Server settings of a connection: its name in pg_stat_activity says what it is."""
@@ -53,14 +54,16 @@ class Target:
 
 
 def parse_target(dsn: str, schema: str | None) -> Target:
-    """Split ``schema=`` off the DSN's query (asyncpg would send it to the server as a
-    setting) and find the host and port that error messages name."""
+    """Split our own parameters (``schema=``, ``durable_writes=``) off the DSN's query
+    (asyncpg would send them to the server as settings) and find the host and port that
+    error messages name."""
     if not isinstance(dsn, str) or not dsn.startswith(("postgresql://", "postgres://")):
         raise ValueError(f"a PostgreSQL DSN starts with postgresql:// ; got {dsn!r}")
     parts = urlsplit(dsn)
     query = parse_qsl(parts.query, keep_blank_values=True)
     from_dsn = [v for k, v in query if k == "schema"]
-    rest = [(k, v) for k, v in query if k != "schema"]
+    durable = [v for k, v in query if k == "durable_writes"]
+    rest = [(k, v) for k, v in query if k not in ("schema", "durable_writes")]
     if schema is None:
         schema = from_dsn[-1] if from_dsn else DEFAULT_SCHEMA
     if not isinstance(schema, str) or not _SCHEMA_NAME.fullmatch(schema):
@@ -73,7 +76,20 @@ def parse_target(dsn: str, schema: str | None) -> Target:
     except ValueError:
         raise ValueError(f"the port of {dsn!r} is not a number") from None
     clean = urlunsplit(parts._replace(query=urlencode(rest)))
-    return Target(dsn=clean, schema=schema, where=f"{host}:{port}")
+    return Target(
+        dsn=clean,
+        schema=schema,
+        where=f"{host}:{port}",
+        durable_writes=_flag("durable_writes", durable[-1]) if durable else None,
+    )
+
+
+def _flag(name: str, text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} in a PostgreSQL URL must be true or false, got {text!r}")
 
 
 def is_connection_lost(exc: BaseException) -> bool:

@@ -66,15 +66,16 @@ _ENQUEUE_CHUNK = 5000
 class PostgresStore:
     """Jobs in PostgreSQL, shared by any number of worker processes and machines.
 
-    :param dsn: ``postgresql://user@host:port/database``; a ``schema=NAME`` query parameter
-        is taken as *schema* (and not sent to the server)
+    :param dsn: ``postgresql://user@host:port/database``; the query parameters
+        ``schema=NAME`` and ``durable_writes=true`` are taken as the options of the same
+        names (and not sent to the server), so that a URL alone can say it all
     :param schema: the schema that holds the tables (created, then upgraded by versioned
         migrations, at ``open``); default ``asyncworkers``
     :param pool_size: connections of the pool for enqueues and queries; the store also
         keeps up to 3 for the worker's writes, one for LISTEN, and each
         ``sync_heartbeat()`` one of its own
     :param connect_timeout: seconds to wait for a connection before ``StoreUnavailable``
-    :param durable_writes: make the worker's writes (claims, outcomes, heartbeats) wait for
+    :param durable_writes: (default False) make the worker's writes (claims, outcomes, heartbeats) wait for
         the WAL flush too. The default (False) lets a server crash undo the last fraction of
         a second of them, whose jobs then run again (see above); it takes the fsyncs out of
         the claim-run-complete loop
@@ -87,7 +88,7 @@ class PostgresStore:
         schema: str | None = None,
         pool_size: int = 4,
         connect_timeout: float = 10.0,
-        durable_writes: bool = False,
+        durable_writes: bool | None = None,
     ) -> None:
         self._target: Target = parse_target(dsn, schema)
         if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 2:
@@ -98,6 +99,8 @@ class PostgresStore:
             or not connect_timeout > 0
         ):
             raise ValueError(f"connect_timeout must be seconds > 0, got {connect_timeout!r}")
+        if durable_writes is None:
+            durable_writes = bool(self._target.durable_writes)
         if not isinstance(durable_writes, bool):
             raise TypeError(f"durable_writes must be a bool, got {durable_writes!r}")
         self._durable_writes = durable_writes
