@@ -75,10 +75,10 @@ class PostgresStore:
         keeps up to 3 for the worker's writes, one for LISTEN, and each
         ``sync_heartbeat()`` one of its own
     :param connect_timeout: seconds to wait for a connection before ``StoreUnavailable``
-    :param durable_writes: (default False) make the worker's writes (claims, outcomes, heartbeats) wait for
-        the WAL flush too. The default (False) lets a server crash undo the last fraction of
-        a second of them, whose jobs then run again (see above); it takes the fsyncs out of
-        the claim-run-complete loop
+    :param durable_writes: make the worker's writes (claims, outcomes, heartbeats) wait
+        for the WAL flush too. The default (False) lets a server crash undo the last
+        fraction of a second of them, whose jobs then run again (see above); it takes the
+        fsyncs out of the claim-run-complete loop
     """
 
     def __init__(
