@@ -349,11 +349,14 @@ def _med(values: list[float]) -> float:
 
 
 def _row(name: str, f: Figures, *, last: bool = False) -> str:
-    pick = (lambda v: v[-1] if v else float("nan")) if last else _med
-    return (
-        f"| {name} | {pick(f.single):,.0f}/s | {pick(f.bulk):,.0f}/s | {pick(f.one):,.0f}/s | "
-        f"{pick(f.two):,.0f}/s | {pick(f.pickup) * 1000:.1f} ms |"
-    )
+    def cell(values: list[float], scale: float, unit: str, digits: int) -> str:
+        if not values:
+            return "-"
+        value = (values[-1] if last else _med(values)) * scale
+        return f"{value:,.{digits}f}{unit}"
+
+    rates = [cell(v, 1, "/s", 0) for v in (f.single, f.bulk, f.one, f.two)]
+    return f"| {name} | {' | '.join(rates)} | {cell(f.pickup, 1000, ' ms', 1)} |"
 
 
 def report(results: dict[str, Figures], sqlite: Figures | None, sigkill: float | None) -> None:
