@@ -53,3 +53,4 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/inproc.py")
     session.run("python", "benchmarks/bridges.py")
     session.run("python", "benchmarks/sync.py")
+    session.run("python", "benchmarks/store_sqlite.py")

@@ -17,8 +17,8 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -98,6 +98,17 @@ STORE_FACTORIES: dict[str, Callable[[Path], AbstractContextManager[StoreFactory]
 }
 
 
+@asynccontextmanager
+async def opened(factory: StoreFactory) -> AsyncIterator[aw.store.Store]:
+    """A store of the factory's, opened for the block."""
+    store = factory.make()
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
 # -- watching a store from a sync test -----------------------------------------------------
 
 
@@ -152,6 +163,18 @@ class Worker:
     def output(self) -> str:
         return self.log.read_text()
 
+    def wait_ready(self) -> None:
+        """Wait for the line the worker prints once it runs (and handles SIGTERM)."""
+
+        def ready() -> bool:
+            if "task(s), concurrency" in self.output():
+                return True
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited before it started:\n{self.output()}")
+            return False
+
+        wait_until("the worker to start", ready)
+
     def signal(self, signum: signal.Signals) -> None:
         self.proc.send_signal(signum)
 
@@ -175,6 +198,8 @@ def workers(url: str, tmp_path: Path, count: int, *options: str) -> Iterator[lis
     """*count* worker processes; killed on the way out if still running."""
     started = [Worker(url, tmp_path / f"worker{i}.log", *options) for i in range(count)]
     try:
+        for worker in started:
+            worker.wait_ready()
         yield started
     finally:
         for worker in started:

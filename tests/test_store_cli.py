@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from _store_support import REPO, TASKS, StoreFactory, query
-from asyncworkers.store import Store
+from asyncworkers.store import Store, StoreUnavailable
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -99,3 +99,34 @@ def test_help_lists_the_store_commands() -> None:
     out = cli("--help").stdout
     for command in ("worker", "enqueue", "status", "retry"):
         assert command in out
+
+
+class AwayStore:
+    """A store whose database is away for the first tries (as a server being restarted)."""
+
+    def __init__(self, tries: int, transient: bool) -> None:
+        self.tries = tries
+        self.transient = transient
+        self.opened = False
+
+    async def open(self) -> None:
+        if self.tries:
+            self.tries -= 1
+            raise StoreUnavailable("cannot reach db.example:5432", transient=self.transient)
+        self.opened = True
+
+
+async def test_the_worker_waits_for_a_database_that_is_away(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from asyncworkers.cli._worker import reach
+
+    away = AwayStore(tries=2, transient=True)
+    assert await reach(away, first_wait=0.01)  # type: ignore[arg-type]
+    assert away.opened
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2
+    assert all("db.example:5432" in line and "trying again" in line for line in lines)
+    mistake = AwayStore(tries=1, transient=False)
+    with pytest.raises(StoreUnavailable):
+        await reach(mistake, first_wait=0.01)  # type: ignore[arg-type]

@@ -4,8 +4,8 @@ pause, stop with drain and release, lease loss, and claims bounded by the concur
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import threading
+import time
 from typing import Any
 
 import anyio
@@ -13,20 +13,10 @@ import pytest
 
 import asyncworkers as aw
 from _helpers import no_hang
-from _store_support import StoreFactory
+from _store_support import StoreFactory, opened, query
 from asyncworkers.store import Manager, Store, TaskRegistry
 
 POLL = 0.05  # seconds: quick looks for work, so the tests do not wait on the poll
-
-
-@asynccontextmanager
-async def opened(factory: StoreFactory) -> AsyncIterator[Store]:
-    store = factory.make()
-    await store.open()
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 async def until(what: str, check: Any) -> None:
@@ -435,3 +425,117 @@ async def test_thread_and_process_tasks(store_factory: StoreFactory) -> None:
             with no_hang():
                 assert [await store.result(i) for i in squares] == [0, 1, 4, 9]
                 assert await store.result(slow) == 0.01
+
+
+async def test_the_heartbeat_thread_renews_leases_while_the_loop_is_blocked(
+    store_factory: StoreFactory,
+) -> None:
+    """A job blocks the event loop (a bug in user code); a watcher thread sees the lease
+    renewed during the block, which only the heartbeat thread can have done."""
+    tasks = TaskRegistry()
+    block: dict[str, float] = {}
+
+    @tasks.task("blocker")
+    async def blocker() -> str:
+        block["from"] = time.time()
+        time.sleep(1.5)  # noqa: ASYNC251 - blocking the loop is the point
+        block["to"] = time.time()
+        return "done"
+
+    seen: list[tuple[float, float]] = []  # (when, lease_until)
+    stop = threading.Event()
+
+    def watch(job_id: int) -> None:
+        while not stop.is_set():
+            record = query(store_factory, lambda store: store.get(job_id))
+            if record is not None and record.lease_until is not None:
+                seen.append((time.time(), record.lease_until))
+            time.sleep(0.02)
+
+    async with opened(store_factory) as store:
+        job_id = await tasks.enqueue(store, "blocker")
+        watcher = threading.Thread(target=watch, args=(job_id,))
+        watcher.start()
+        try:
+            async with Manager(store, tasks, lease=0.3, poll_interval=POLL):
+                with no_hang():
+                    assert await store.result(job_id) == "done"
+        finally:
+            stop.set()
+            watcher.join()
+    during = {lease for when, lease in seen if block["from"] < when < block["to"]}
+    assert len(during) >= 2, (block, seen)  # renewed while the loop could not run
+
+
+async def test_queues_limit_what_is_claimed(store_factory: StoreFactory) -> None:
+    tasks = TaskRegistry()
+
+    @tasks.task("q")
+    async def q() -> str:
+        return "ran"
+
+    async with opened(store_factory) as store:
+        mine = [await tasks.enqueue(store, "q", queue=name) for name in ("a", "b")]
+        other = await tasks.enqueue(store, "q", queue="c")
+        async with Manager(store, tasks, queues=["a", "b"], poll_interval=POLL) as manager:
+            with no_hang():
+                assert [await store.result(i) for i in mine] == ["ran", "ran"]
+            with pytest.raises(ValueError, match="no worker group serves queue 'c'"):
+                manager.pause("c")
+        assert await state_of(store, other) == "queued"
+
+
+async def test_sys_exit_in_a_task_fails_its_job_not_the_worker(
+    store_factory: StoreFactory,
+) -> None:
+    tasks = TaskRegistry()
+    runs: list[str] = []
+
+    @tasks.task("exits", retry=aw.Retry(attempts=2))
+    async def exits() -> None:
+        runs.append("exits")
+        raise SystemExit(3)
+
+    @tasks.task("interrupts", retry=aw.Retry(attempts=1))
+    def interrupts() -> None:
+        raise KeyboardInterrupt
+
+    @tasks.task("fine")
+    async def fine() -> str:
+        return "still working"
+
+    async with opened(store_factory) as store:
+        bad = [await tasks.enqueue(store, name) for name in ("exits", "interrupts")]
+        async with Manager(store, tasks, poll_interval=POLL):
+            for job_id in bad:
+                with no_hang(), pytest.raises(aw.store.JobDead, match="TaskExited"):
+                    await store.result(job_id)
+            good = await tasks.enqueue(store, "fine")
+            with no_hang():
+                assert await store.result(good) == "still working"
+        assert runs == ["exits", "exits"]  # retried like any failure
+        record = await store.get(bad[0])
+        assert record is not None
+        assert "raised SystemExit(3)" in (record.error or "")
+
+
+async def test_run_until_stopped(store_factory: StoreFactory) -> None:
+    tasks = TaskRegistry()
+
+    @tasks.task("one")
+    async def one() -> int:
+        return 1
+
+    async with opened(store_factory) as store:
+        job_id = await tasks.enqueue(store, "one")
+        manager = Manager(store, tasks, poll_interval=POLL)
+        with pytest.raises(RuntimeError, match="not running"):
+            await manager.wait_stopping()
+        with no_hang():
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(manager.run)
+                assert await store.result(job_id) == 1
+                manager.stop()
+        with pytest.raises(RuntimeError, match="only once"):
+            await manager.__aenter__()
+        assert "stopping" in repr(manager)

@@ -7,8 +7,6 @@ idempotency keys, the dead letters and the read side: what the Manager relies on
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -16,20 +14,10 @@ import pytest
 
 import asyncworkers as aw
 from _helpers import no_hang
-from _store_support import StoreFactory
+from _store_support import StoreFactory, opened
 from asyncworkers.store import NewJob, Store, new_job
 
 W = "test-worker"
-
-
-@asynccontextmanager
-async def opened(factory: StoreFactory) -> AsyncIterator[Store]:
-    store = factory.make()
-    await store.open()
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 async def expire_all(store: Store) -> int:

@@ -9,9 +9,9 @@ from typing import Any
 import asyncworkers as aw
 
 from ._args import Commands, positive_int
-from ._store_args import add_store_option, run_with_store, task_registry
+from ._store_args import add_store_option, run_with_store, seconds, task_registry
 
-__all__ = ["add_command", "json_object", "seconds"]
+__all__ = ["add_command", "json_object"]
 
 
 def json_object(text: str) -> dict[str, Any]:
@@ -22,17 +22,6 @@ def json_object(text: str) -> dict[str, Any]:
         raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}: {exc}") from None
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError(f"expected a JSON object ({{...}}), got {text!r}")
-    return value
-
-
-def seconds(text: str) -> float:
-    """A number of seconds >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text!r}")
     return value
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -16,12 +17,42 @@ from typing import TypeVar
 
 import asyncworkers as aw
 
-__all__ = ["STORE_ENV", "add_store_option", "fail", "run_with_store", "store_url", "task_registry"]
+__all__ = [
+    "STORE_ENV",
+    "add_store_option",
+    "fail",
+    "positive_seconds",
+    "run_with_store",
+    "seconds",
+    "store_url",
+    "task_registry",
+]
 
 T = TypeVar("T")
 
 #: The environment variable that names the store when ``--store`` is not given.
 STORE_ENV = "ASYNCWORKERS_STORE"
+
+
+def seconds(text: str) -> float:
+    """A number of seconds >= 0."""
+    return _seconds(text, allow_zero=True)
+
+
+def positive_seconds(text: str) -> float:
+    """A number of seconds > 0."""
+    return _seconds(text, allow_zero=False)
+
+
+def _seconds(text: str, *, allow_zero: bool) -> float:
+    bound = ">= 0" if allow_zero else "> 0"
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if math.isnan(value) or math.isinf(value) or value < 0 or (value == 0 and not allow_zero):
+        raise argparse.ArgumentTypeError(f"expected seconds {bound}, got {text!r}")
+    return value
 
 
 def store_url(text: str) -> str:
@@ -77,14 +108,16 @@ def fail(command: str, message: str) -> int:
 
 
 def run_with_store(
-    command: str, url: str, body: Callable[[aw.store.Store], Awaitable[T]]
+    command: str, url: str, body: Callable[[aw.store.Store], Awaitable[T]], *, opened: bool = True
 ) -> T | int:
-    """Open the store at *url*, run *body* with it, close it; 2 on a store that cannot be
-    opened or a bad value found on the way (the error printed on one line)."""
+    """Open the store at *url* (unless *opened* is False: *body* opens it), run *body* with
+    it, close it; 2 on a store that cannot be opened or a bad value found on the way (the
+    error printed on one line)."""
 
     async def main() -> T:
         store = aw.store.open_store(url)
-        await store.open()
+        if opened:
+            await store.open()
         try:
             return await body(store)
         finally:

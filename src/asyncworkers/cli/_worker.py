@@ -9,25 +9,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+
+import anyio
 
 import asyncworkers as aw
 
 from ._args import Commands, positive_int
-from ._store_args import add_store_option, run_with_store, task_registry
+from ._store_args import add_store_option, positive_seconds, run_with_store, task_registry
 
-__all__ = ["add_command", "positive_seconds"]
-
-
-def positive_seconds(text: str) -> float:
-    """A number of seconds > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds > 0, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected seconds > 0, got {text!r}")
-    return value
+__all__ = ["add_command", "reach"]
 
 
 def add_command(commands: Commands) -> None:
@@ -80,6 +72,8 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
     async def body(store: aw.store.Store) -> int:
+        if not await reach(store):
+            return 0  # stopped by a signal before the database came back
         manager = aw.store.Manager(
             store,
             args.tasks,
@@ -107,4 +101,31 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         )
         return 0
 
-    return run_with_store("worker", args.store, body)
+    return run_with_store("worker", args.store, body, opened=False)
+
+
+# Longest wait between two tries to reach a database that is away.
+_MAX_RETRY_WAIT = 30.0
+
+
+async def reach(store: aw.store.Store, first_wait: float = 1.0) -> bool:
+    """Open the store; while it is away (a transient StoreUnavailable), say so on one line
+    per try and try again with backoff rather than exit (a worker under a supervisor would
+    crash-loop). False when SIGTERM/SIGINT came first. A mistake that waiting does not fix
+    (a missing folder) raises at once: one line, exit status 2."""
+    wait = first_wait
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        while True:
+            try:
+                await store.open()
+            except aw.store.StoreUnavailable as exc:
+                if not exc.transient:
+                    raise
+                print(f"asyncworkers worker: {exc}; trying again in {wait:g} s",
+                      file=sys.stderr, flush=True)  # fmt: skip
+            else:
+                return True
+            with anyio.move_on_after(wait):
+                async for _ in signals:
+                    return False
+            wait = min(wait * 2, _MAX_RETRY_WAIT)

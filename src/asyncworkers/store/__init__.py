@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._errors import JobDead, StoreError, StoreUnavailable
+from ._errors import JobDead, StoreError, StoreUnavailable, TaskExited
 from ._jobs import new_job
 from ._manager import Manager, ManagerMetrics
 from ._protocol import (
@@ -45,6 +45,7 @@ __all__ = (
     "StoreError",
     "StoreUnavailable",
     "SyncHeartbeat",
+    "TaskExited",
     "TaskRegistry",
     "TaskSpec",
     "new_job",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .._core._exceptions import AsyncworkersError
 
-__all__ = ["JobDead", "StoreError", "StoreUnavailable"]
+__all__ = ["JobDead", "StoreError", "StoreUnavailable", "TaskExited"]
 
 
 class StoreError(AsyncworkersError):
@@ -12,7 +12,16 @@ class StoreError(AsyncworkersError):
 
 
 class StoreUnavailable(StoreError):
-    """The database cannot be reached or opened; the message names the path or host:port."""
+    """The database cannot be reached or opened; the message names the path or host:port.
+
+    ``transient`` is True when trying again later may work (a server that refuses or drops
+    connections), False for a mistake that waiting does not fix (a missing folder, a file
+    that is not a database). ``asyncworkers worker`` keeps trying on a transient one.
+    """
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class JobDead(StoreError):
@@ -22,3 +31,12 @@ class JobDead(StoreError):
         super().__init__(f"job {id} is dead: {error or 'no error recorded'}")
         self.id = id
         self.error = error
+
+
+class TaskExited(StoreError):
+    """A task raised ``SystemExit`` or ``KeyboardInterrupt``: a failure of its job (retried
+    like any other), not the end of the worker that runs it."""
+
+    def __init__(self, task: str, exc: BaseException) -> None:
+        super().__init__(f"task {task!r} raised {type(exc).__name__}({exc})")
+        self.task = task

@@ -19,7 +19,6 @@ what is left of the grace.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import math
@@ -35,12 +34,13 @@ from types import TracebackType
 from typing import Any
 
 import anyio
-from anyio.abc import TaskGroup
+from anyio.abc import TaskGroup, TaskStatus
 
 import asyncworkers as aw
 
+from ._heartbeat import LeaseKeeper
 from ._jobs import encode_result
-from ._protocol import DEFAULT_LEASE, MAX_PAYLOAD_BYTES, Claimed, Store, SyncHeartbeat
+from ._protocol import DEFAULT_LEASE, MAX_PAYLOAD_BYTES, Claimed, Store
 from ._tasks import TaskRegistry, TaskSpec
 
 __all__ = ["Manager", "ManagerMetrics"]
@@ -164,8 +164,6 @@ class Manager:
         self.worker = worker or f"{socket.gethostname()}:{os.getpid()}"
 
         self._held: dict[int, _Held] = {}
-        self._leases: dict[int, int] = {}  # id -> token, read by the heartbeat thread
-        self._leases_lock = threading.Lock()
         self._counts = dict.fromkeys(
             ("claimed", "succeeded", "failed", "retried", "dead", "rejected", "released"), 0
         )
@@ -187,8 +185,7 @@ class Manager:
         self._claim_scope: anyio.CancelScope | None = None
         self._claim_done: anyio.Event | None = None  # the claim loop has ended
         self._grace_scope: anyio.CancelScope | None = None
-        self._beat_stop = threading.Event()
-        self._beat_thread: threading.Thread | None = None
+        self._keeper: LeaseKeeper | None = None
 
     def __repr__(self) -> str:
         state = "stopping" if self._stopping else "running" if self._started else "new"
@@ -200,7 +197,10 @@ class Manager:
         if self._started:
             raise RuntimeError(f"{self!r} can be started only once")
         self._started = True
+        if self._handle_signals and threading.current_thread() is not threading.main_thread():
+            raise RuntimeError("handle_signals=True needs the event loop of the main thread")
         await self._store.open()
+        beat = self._store.sync_heartbeat()  # before anything runs: it may fail
         self._wake = anyio.Event()
         self._stopped = anyio.Event()
         self._stop_asked = anyio.Event()
@@ -218,9 +218,10 @@ class Manager:
         await self._tg.__aenter__()
         self._tg.start_soon(self._claim_loop)
         self._tg.start_soon(self._sweep_loop)
-        if self._handle_signals:
-            self._tg.start_soon(self._signal_loop)
-        self._start_heartbeat()
+        if self._handle_signals:  # started: its handlers are in place when we return
+            await self._tg.start(self._signal_loop)
+        self._keeper = LeaseKeeper(beat, self._lease, self._lost, self.worker)
+        self._keeper.start()
         return self
 
     async def __aexit__(
@@ -238,7 +239,8 @@ class Manager:
             assert self._tg is not None
             self._tg.cancel_scope.cancel()
             await self._tg.__aexit__(None, None, None)
-            self._stop_heartbeat()
+            if self._keeper is not None:
+                self._keeper.stop()
             if self._given_runtime is None and self._runtime is not None:
                 await self._runtime.__aexit__(None, None, None)
             assert self._stopped is not None
@@ -381,8 +383,8 @@ class Manager:
     def _take(self, claimed: Claimed, group: _Group) -> None:
         held = _Held(claimed, group)
         self._held[claimed.id] = held
-        with self._leases_lock:
-            self._leases[claimed.id] = claimed.token
+        assert self._keeper is not None
+        self._keeper.hold(claimed.id, claimed.token)
         group.held += 1
         self._counts["claimed"] += 1
         assert self._tg is not None
@@ -451,7 +453,7 @@ class Manager:
         assert self._runtime is not None
         claimed = held.claimed
         unit: aw.WorkUnit[Any] = aw.WorkUnit(
-            spec.fn,
+            spec.call,
             kwargs=args,
             priority=claimed.priority,
             name=f"{claimed.task}#{claimed.id}",
@@ -554,8 +556,8 @@ class Manager:
         job_id = held.claimed.id
         if self._held.get(job_id) is held:
             del self._held[job_id]
-            with self._leases_lock:
-                self._leases.pop(job_id, None)
+            assert self._keeper is not None
+            self._keeper.drop(job_id)
             held.group.held -= 1
         if not self._held and self._emptied is not None:
             self._emptied.set()
@@ -563,52 +565,12 @@ class Manager:
 
     # -- leases --------------------------------------------------------------------------
 
-    def _start_heartbeat(self) -> None:
-        beat = self._store.sync_heartbeat()
-        loop = asyncio.get_running_loop()
-        thread = threading.Thread(
-            target=self._heartbeat_thread,
-            args=(beat, loop),
-            name=f"asyncworkers-heartbeat-{self.worker}",
-            daemon=True,  # never keeps a dying process alive; leases then expire by design
-        )
-        self._beat_thread = thread
-        thread.start()
-
-    def _stop_heartbeat(self) -> None:
-        self._beat_stop.set()
-        if self._beat_thread is not None:
-            self._beat_thread.join(timeout=10)
-
-    def _heartbeat_thread(self, beat: SyncHeartbeat, loop: asyncio.AbstractEventLoop) -> None:
-        interval = self._lease / 3
-        try:
-            while not self._beat_stop.wait(interval):
-                with self._leases_lock:
-                    held = list(self._leases.items())
-                if not held:
-                    continue
-                try:
-                    lost = beat.beat(held, self._lease)
-                except Exception:  # the next beat may get through; the lease is 3 beats long
-                    log.exception("heartbeat failed")
-                    continue
-                if lost:
-                    # Not waited for: with the loop blocked, the other leases still need
-                    # their beats; the loop cancels the lost attempts when it can.
-                    try:
-                        loop.call_soon_threadsafe(self._lost, lost)
-                    except RuntimeError:  # the loop is closed: nothing left to cancel
-                        return
-        finally:
-            beat.close()
-
-    def _lost(self, ids: set[int]) -> None:
+    def _lost(self, claims: set[tuple[int, int]]) -> None:
         """Runs on the loop: the heartbeat says these claims are no longer ours."""
-        for job_id in ids:
+        for job_id, token in claims:
             held = self._held.get(job_id)
-            if held is None or held.lost:
-                continue
+            if held is None or held.lost or held.claimed.token != token:
+                continue  # finished meanwhile, or claimed again: not the claim that was lost
             held.lost = True
             self._lease_losses += 1
             log.warning("job %s lost its lease; cancelling our attempt", job_id)
@@ -629,8 +591,9 @@ class Manager:
 
     # -- stopping ------------------------------------------------------------------------
 
-    async def _signal_loop(self) -> None:
+    async def _signal_loop(self, *, task_status: TaskStatus[None]) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            task_status.started()
             async for signum in signals:
                 if self._stopping:
                     log.warning("second %s: stopping at once", signal.Signals(signum).name)

@@ -19,6 +19,7 @@ transaction is always finished or rolled back, never left half-done.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -43,6 +44,7 @@ T = TypeVar("T")
 # thread hop of ~0.1 ms each, so an idle worker spends ~0.5 % of a core on it.
 _WATCH_INTERVAL = 0.02
 
+# JobRecord's fields, in its order.
 _COLUMNS = (
     "id, task, args, state, priority, queue, attempts, max_attempts, result, error, key, "
     "enqueued_at, run_at, started_at, finished_at, lease_until, worker"
@@ -701,28 +703,8 @@ def _data_version(conn: sqlite3.Connection) -> int:
 
 
 def _record(row: tuple[Any, ...]) -> JobRecord:
-    (id_, task, args, state, priority, queue, attempts, max_attempts, result, error, key,
-     enqueued_at, run_at, started_at, finished_at, lease_until, worker) = row  # fmt: skip
-    try:
-        decoded_args = decode_json(args)
-    except ValueError:  # a hostile row: show it as it is stored
-        decoded_args = args
-    return JobRecord(
-        id=id_,
-        task=task,
-        args=decoded_args,
-        state=state,
-        priority=priority,
-        queue=queue,
-        attempts=attempts,
-        max_attempts=max_attempts,
-        result=decode_json(result),
-        error=error,
-        key=key,
-        enqueued_at=enqueued_at,
-        run_at=run_at,
-        started_at=started_at,
-        finished_at=finished_at,
-        lease_until=lease_until,
-        worker=worker,
-    )
+    values = list(row)  # _COLUMNS lists JobRecord's fields in its order
+    with contextlib.suppress(ValueError):  # a hostile row's args stay as stored
+        values[2] = decode_json(values[2])
+    values[8] = decode_json(values[8])
+    return JobRecord(*values)

@@ -7,6 +7,7 @@ must be JSON too.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from typing import Any, TypeVar
 
 from .._core._retry import Retry
 from .._core._units import Kind
+from ._errors import TaskExited
 from ._jobs import new_job
 from ._protocol import NewJob, Store
 
@@ -39,6 +41,7 @@ class TaskSpec:
     priority: int
     queue: str
     signature: inspect.Signature | None  # None: a callable without one (nothing to check)
+    call: Callable[..., Any]  # what the Manager runs: fn, with SystemExit made a failure
 
     def check_args(self, args: dict[str, Any] | None) -> None:
         """TypeError when *args* cannot be the keyword arguments of the function."""
@@ -103,6 +106,7 @@ class TaskRegistry:
                 priority=priority,
                 queue=queue,
                 signature=_signature(fn),
+                call=_guarded(fn, kind, task_name),
             )
             return fn
 
@@ -192,6 +196,39 @@ class TaskRegistry:
 
     def __repr__(self) -> str:
         return f"<TaskRegistry {sorted(self._specs)}>"
+
+
+def _guarded(fn: Callable[..., Any], kind: Kind | None, name: str) -> Callable[..., Any]:
+    """*fn*, with a SystemExit or KeyboardInterrupt it raises turned into :class:`TaskExited`.
+
+    Such an exception would otherwise leave the Runtime's task group and end the worker
+    process, making a job that calls ``sys.exit()`` a crash that takes its neighbours down
+    too. Process tasks are left as they are (they run in a child, and must pickle by name);
+    so is any callable whose kind cannot be told from its type.
+    """
+    if kind == "process":
+        return fn
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def run_async(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await fn(*args, **kwargs)
+            except (SystemExit, KeyboardInterrupt) as exc:
+                raise TaskExited(name, exc) from exc
+
+        return run_async
+    if inspect.isfunction(fn) or inspect.ismethod(fn):
+
+        @functools.wraps(fn)
+        def run_sync(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except (SystemExit, KeyboardInterrupt) as exc:
+                raise TaskExited(name, exc) from exc
+
+        return run_sync
+    return fn
 
 
 def _signature(fn: Callable[..., Any]) -> inspect.Signature | None:
