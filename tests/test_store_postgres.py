@@ -371,8 +371,9 @@ async def test_pool_connections_killed_mid_use_are_replaced(store: PostgresStore
 
 async def test_unreachable_server_names_host_and_port() -> None:
     store = PostgresStore("postgresql://postgres@127.0.0.1:1/test", connect_timeout=5)
-    with pytest.raises(StoreUnavailable, match=r"127\.0\.0\.1:1\b"):
+    with pytest.raises(StoreUnavailable, match=r"127\.0\.0\.1:1\b") as caught:
         await store.open()
+    assert caught.value.transient  # a server that may come up: a worker waits for it
     with pytest.raises(StoreError, match="not open"):
         await store.enqueue("t")
     await store.close()
@@ -380,8 +381,9 @@ async def test_unreachable_server_names_host_and_port() -> None:
 
 async def test_unknown_database_names_host_and_port() -> None:
     store = PostgresStore("postgresql://postgres@127.0.0.1:5432/no_such_db_for_asyncworkers")
-    with pytest.raises(StoreUnavailable, match=r"127\.0\.0\.1:5432.*no_such_db"):
+    with pytest.raises(StoreUnavailable, match=r"127\.0\.0\.1:5432.*no_such_db") as caught:
         await store.open()
+    assert not caught.value.transient  # a mistake: waiting does not fix it
 
 
 def test_bad_options_fail_at_construction() -> None:

@@ -100,9 +100,12 @@ def is_connection_lost(exc: BaseException) -> bool:
 
 
 def unavailable(target: Target, exc: BaseException) -> StoreUnavailable:
+    """The error naming where; transient when the server may come (back): refused, reset,
+    starting up, too many connections; not for a wrong database name or password."""
     return StoreUnavailable(
         f"cannot reach PostgreSQL at {target.where} (schema {target.schema!r}): "
-        f"{type(exc).__name__}: {exc}"
+        f"{type(exc).__name__}: {exc}",
+        transient=is_connection_lost(exc),
     )
 
 
