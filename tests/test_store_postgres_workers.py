@@ -246,3 +246,66 @@ def test_a_worker_waits_for_a_server_that_is_away_then_works(tmp_path: Path) -> 
         finally:
             worker.stop()
             forwarder.stop()
+
+
+def test_sigkill_mid_job_runs_again_after_the_lease(tmp_path: Path) -> None:
+    marks, release = tmp_path / "marks", tmp_path / "release"
+    short = ["--lease", "1", "--poll-interval", "0.1"]  # the kill is what we wait out
+    with postgres_factory(tmp_path) as factory:
+
+        async def put(store: Store) -> int:
+            from _store_tasks import tasks
+
+            return await tasks.enqueue(store, "hold", {"path": str(marks), "release": str(release)})
+
+        job_id = query(factory, put)
+        with workers(factory.url, tmp_path, 1, *short) as (first,):
+            wait_until("the job to start", lambda: lines(marks))
+            first.signal(signal.SIGKILL)
+            first.wait()
+        release.touch()
+        with workers(factory.url, tmp_path, 1, *short) as (second,):
+            wait_until("the job to succeed", lambda: counts(factory)["succeeded"] == 1)
+            second.signal(signal.SIGTERM)
+            assert second.wait() == 0
+        (done,) = rows(factory, "SELECT id, attempts, result FROM {t}")
+    assert (done["id"], done["result"]) == (job_id, '"released"')
+    assert done["attempts"] >= 2  # the crash counted
+    starts = [line.split()[0] for line in lines(marks) if line.endswith("start")]
+    assert starts[0] == str(first.proc.pid)
+    assert str(second.proc.pid) in starts[1:]
+
+
+def test_hostile_rows_end_dead_with_a_reason_never_run(tmp_path: Path) -> None:
+    marks = tmp_path / "marks"
+    hostile = {
+        "unknown task": ("no.such.task", "'{}'"),
+        "not valid JSON": ("mark", "'{not json'"),
+        "over the 1000000 limit": ("mark", "'{\"path\": \"' || repeat('a', 1100000) || '\"}'"),
+        "over the 16000000 limit": ("mark", "'{\"path\": \"' || repeat('a', 16100000) || '\"}'"),
+    }
+    with postgres_factory(tmp_path) as factory:
+        counts(factory)  # opening a store makes the schema
+        for task, args_sql in hostile.values():
+            literal = args_sql.replace("{", "{{").replace("}", "}}")  # rows() formats {t}
+            rows(factory, f"INSERT INTO {{t}} (task, args) VALUES ($1, {literal})", task)
+
+        async def put(store: Store) -> int:  # and one good job after them
+            from _store_tasks import tasks
+
+            return await tasks.enqueue(store, "mark", {"path": str(marks), "value": 1})
+
+        good = query(factory, put)
+        with workers(factory.url, tmp_path, 1, *LEASE) as (worker,):
+            wait_until("every row to end", lambda: counts(factory)["queued"] == 0)
+            wait_until("nothing running", lambda: counts(factory)["running"] == 0)
+            worker.signal(signal.SIGTERM)
+            assert worker.wait() == 0
+        found = rows(factory, "SELECT id, state, error, attempts FROM {t} ORDER BY id")
+    assert [line.split()[1] for line in lines(marks)] == ["1"]  # only the good job ran
+    *bad, last = found
+    assert (last["id"], last["state"]) == (good, "succeeded")
+    for reason, row in zip(hostile, bad, strict=True):
+        assert row["state"] == "dead"
+        assert row["error"].startswith("rejected, never run")
+        assert reason in row["error"]
