@@ -189,6 +189,24 @@ async def test_many_completions_at_once_share_writes_and_stay_fenced(
     assert record.result == claimed[5].id
 
 
+async def test_completions_of_cancelled_callers_are_still_written(dsn: str) -> None:
+    """A caller cancelled while its completion waits for the shared write: the write is made
+    all the same (at least once), and close() waits for it instead of dropping it."""
+    store = PostgresStore(dsn)
+    await store.open()
+    await store.enqueue_many(new_job("t") for _ in range(50))
+    claimed = await store.claim(None, 50, 30, "w")
+    callers = [asyncio.create_task(store.complete(c.id, c.token, "1")) for c in claimed]
+    await asyncio.sleep(0)  # each has queued its write; the shared write has not ended
+    for task in callers:
+        task.cancel()
+    with no_hang():
+        await store.close()
+    assert all(task.cancelled() for task in callers)
+    async with PostgresStore(dsn) as again:
+        assert (await again.counts())["succeeded"] == 50
+
+
 async def test_release_uncounts_the_attempt_and_fences_the_old_claim(
     store: PostgresStore,
 ) -> None:
