@@ -459,6 +459,26 @@ async def test_malformed_json_is_handed_out_raw_and_shown_raw(store: PostgresSto
 # -- schema ----------------------------------------------------------------------------
 
 
+async def test_one_store_opened_twice_at_once_has_one_pool(dsn: str) -> None:
+    store = PostgresStore(dsn)
+    await asyncio.gather(store.open(), store.open())
+    try:
+        await store.enqueue("t")
+    finally:
+        await store.close()
+        await store.close()
+    conn = await admin()
+    try:  # nothing leaked: every connection of the store ends (its backend exits soon after)
+        with no_hang():
+            while await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE '%:' || $1",
+                store.schema,
+            ):
+                await asyncio.sleep(0.01)
+    finally:
+        await conn.close()
+
+
 async def test_workers_starting_at_once_migrate_once(dsn: str) -> None:
     stores = [PostgresStore(dsn) for _ in range(5)]
     await asyncio.gather(*(s.open() for s in stores))

@@ -27,6 +27,7 @@ How it keeps its promises:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
@@ -112,6 +113,7 @@ class PostgresStore:
         self._worker: asyncpg.Pool | None = None  # the worker's writes (module docstring)
         self._listener: Listener | None = None
         self._batcher = CompletionBatcher(self._write_completions)
+        self._open_lock = asyncio.Lock()
 
     @property
     def schema(self) -> str:
@@ -136,13 +138,23 @@ class PostgresStore:
 
     async def open(self) -> None:
         """Connect, create or upgrade the schema, start listening for new work."""
-        if self._pool is not None:
-            return
+        async with self._open_lock:  # two tasks opening at once: one pool, not two
+            if self._pool is None:
+                await self._open()
+
+    async def _open(self) -> None:
         conn = await self._connect()
         try:
             await migrate(conn, self._target.schema)
-        finally:
-            await conn.close()
+        except Exception as exc:
+            conn.terminate()
+            if is_connection_lost(exc):
+                raise unavailable(self._target, exc) from exc
+            raise
+        except BaseException:
+            conn.terminate()
+            raise
+        await conn.close()
         listener = Listener(self._target, self._channel)
         pools: list[asyncpg.Pool] = []
         try:
@@ -195,7 +207,9 @@ class PostgresStore:
                 await listener.close()
             for pool in pools:
                 try:
-                    await asyncio.wait_for(pool.close(), 5)
+                    # a graceful close waits for connections in use; a broken one may hang
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(pool.close(), 5)
                 finally:
                     pool.terminate()
 
