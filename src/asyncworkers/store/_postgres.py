@@ -173,7 +173,14 @@ class PostgresStore:
         self._listener = listener
 
     def _write_settings(self) -> dict[str, str]:
-        return {} if self._durable_writes else {"synchronous_commit": "off"}
+        # No bitmap scans for the worker's writes: a bitmap scan of the partial index of
+        # running rows visits every dead entry each time (it never marks them dead), and
+        # a busy queue leaves one per job until vacuum comes; a plain index scan marks them
+        # and skips them after (the fenced writes went from 0.35 to 0.27 ms here).
+        settings = {"enable_bitmapscan": "off"}
+        if not self._durable_writes:
+            settings["synchronous_commit"] = "off"
+        return settings
 
     async def _new_pool(self, role: str, size: int, settings: dict[str, str]) -> asyncpg.Pool:
         return await asyncpg.create_pool(
@@ -182,6 +189,7 @@ class PostgresStore:
             max_size=size,
             timeout=self._connect_timeout,
             server_settings={**self._target.settings(role), **settings},
+            reset=_reset,
         )
 
     async def _connect(self) -> asyncpg.Connection:
@@ -497,6 +505,14 @@ class PostgresStore:
             raise TypeError(f"older_than must be unix seconds, got {older_than!r}")
         n: int = await self._run(lambda conn, _: conn.fetchval(self._sql.purge, older_than))
         return n
+
+
+async def _reset(conn: asyncpg.Connection) -> None:
+    """Back into the pool: roll back a transaction left open, and nothing else. asyncpg's
+    default reset costs a round trip per call (RESET ALL, UNLISTEN *, ...) for state these
+    connections never change: they run single statements, LISTEN has its own connection."""
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
 
 
 def _record(row: asyncpg.Record) -> JobRecord:
