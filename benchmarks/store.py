@@ -6,7 +6,8 @@ Run it in an environment with the peers (the ``bench`` extra), PostgreSQL at 127
     .bench-venv/bin/python benchmarks/store.py            # --runs 3 --jobs 5000
 
 Each system gets a database of its own (aw_bench_*, made afresh) on the same server. For
-every system, medians of ``--runs`` runs of:
+every system, medians of ``--runs`` runs (run 1 of every system, then run 2 of every system,
+and so on: a change of load on a shared machine meets all of them alike) of:
 
 - enqueue one by one (``--single`` jobs, awaited one after the other) and in bulk (one call);
 - process: ``--jobs`` trivial jobs queued first, then worker processes started (1, then 2),
@@ -279,27 +280,24 @@ def _stamp_of(stamps: Path, i: int) -> float:
     return 0.0
 
 
-async def measure(
-    system: System, conn: asyncpg.Connection, args: argparse.Namespace, stamps: Path
-) -> Figures:
-    figures = Figures()
+async def measure_once(
+    system: System, conn: asyncpg.Connection, args: argparse.Namespace, stamps: Path, f: Figures
+) -> None:
+    """One run of every figure for *system*, appended to *f*."""
     n = min(args.jobs, system.max_jobs or args.jobs)
-    for run in range(args.runs):
-        await system.reset(conn)
-        started = time.perf_counter()
-        for i in range(args.single):
-            await system.enqueue_one("noop", i)
-        figures.single.append(args.single / (time.perf_counter() - started))
-        await system.reset(conn)
-        started = time.perf_counter()
-        await system.enqueue_bulk(n)
-        figures.bulk.append(n / (time.perf_counter() - started))
-        figures.one.append(await process_rate(system, conn, n, 1, stamps))
-        if not args.one_worker_only:
-            figures.two.append(await process_rate(system, conn, n, 2, stamps))
-        figures.pickup.append(await pickup_p50(system, conn, args.samples, stamps))
-        print(f"  {system.name} run {run + 1}: {_row(system.name, figures, last=True)}")
-    return figures
+    await system.reset(conn)
+    started = time.perf_counter()
+    for i in range(args.single):
+        await system.enqueue_one("noop", i)
+    f.single.append(args.single / (time.perf_counter() - started))
+    await system.reset(conn)
+    started = time.perf_counter()
+    await system.enqueue_bulk(n)
+    f.bulk.append(n / (time.perf_counter() - started))
+    f.one.append(await process_rate(system, conn, n, 1, stamps))
+    if not args.one_worker_only:
+        f.two.append(await process_rate(system, conn, n, 2, stamps))
+    f.pickup.append(await pickup_p50(system, conn, args.samples, stamps))
 
 
 async def sigkill_rerun(url: str, stamps: Path) -> float:
@@ -419,17 +417,21 @@ async def main() -> None:
         systems = [s for s in systems if s.db in args.only]
     admin = await asyncpg.connect(ADMIN)
     results: dict[str, Figures] = {}
+    conns: dict[str, asyncpg.Connection] = {}
     try:
         for system in systems:
             await admin.execute(f"DROP DATABASE IF EXISTS {system.db} WITH (FORCE)")
             await admin.execute(f"CREATE DATABASE {system.db}")
             await system.setup()
-            conn = await asyncpg.connect(system.dsn)
-            try:
-                results[system.name] = await measure(system, conn, args, stamps)
-            finally:
-                await conn.close()
-                await system.close()
+            conns[system.name] = await asyncpg.connect(system.dsn)
+            results[system.name] = Figures()
+        # Runs interleave the systems, so that a change of load on the machine meets each
+        # of them alike instead of spoiling one system's runs.
+        for run in range(args.runs):
+            for system in systems:
+                figures = results[system.name]
+                await measure_once(system, conns[system.name], args, stamps, figures)
+                print(f"  run {run + 1}: {_row(system.name, figures, last=True)}", flush=True)
         sqlite = None
         if not args.no_sqlite:
             lite = Asyncworkers("asyncworkers, SQLite", "", url=f"sqlite:///{tmp / 'jobs.db'}")
@@ -442,6 +444,11 @@ async def main() -> None:
         if not args.no_sigkill:
             sigkill = await sigkill_rerun(SERVER + "aw_bench_aw", stamps)
     finally:
+        for conn in conns.values():
+            await conn.close()
+        for system in systems:
+            if system.name in conns:
+                await system.close()
         await admin.close()
     report(results, sqlite, sigkill)
 
