@@ -81,6 +81,7 @@ async def test_enqueue_get_round_trip(store: PostgresStore) -> None:
 async def test_key_is_idempotent_one_by_one_and_in_bulk(store: PostgresStore) -> None:
     first = await store.enqueue("t", {"a": 1}, key="k1")
     assert await store.enqueue("t", {"a": 2}, key="k1") == first
+    assert await store.enqueue_many([new_job("t", key="k1")]) == [first]  # a batch of one
     jobs = [new_job("t", key="k1"), new_job("t"), new_job("t", key="k2"), new_job("t", key="k2")]
     ids = await store.enqueue_many(jobs)
     assert ids[0] == first

@@ -269,6 +269,9 @@ class PostgresStore:
             max_attempts=max_attempts,
             key=key,
         )
+        return await self._insert_one(job)
+
+    async def _insert_one(self, job: NewJob) -> int:
         sql = self._sql
 
         async def insert(conn: Conn, _: bool) -> int:
@@ -299,6 +302,8 @@ class PostgresStore:
                     f"enqueue_many takes NewJob items (see store._jobs.new_job); item {i} is "
                     f"{type(job).__name__}"
                 )
+        if len(batch) == 1:  # what TaskRegistry.enqueue sends: the plain INSERT is cheaper
+            return [await self._insert_one(batch[0])]
         ids: list[int] = []
         for start in range(0, len(batch), _ENQUEUE_CHUNK):
             ids.extend(await self._enqueue_chunk(batch[start : start + _ENQUEUE_CHUNK]))
