@@ -394,7 +394,7 @@ async def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=5000)
     parser.add_argument("--single", type=int, default=1000, help="jobs enqueued one by one")
-    parser.add_argument("--samples", type=int, default=20, help="pick-up samples per run")
+    parser.add_argument("--samples", type=int, default=40, help="pick-up samples per run")
     parser.add_argument("--only", action="append", help="run only these systems (by db name)")
     parser.add_argument("--no-sigkill", action="store_true")
     parser.add_argument("--no-sqlite", action="store_true")
