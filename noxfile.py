@@ -54,3 +54,4 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/bridges.py")
     session.run("python", "benchmarks/sync.py")
     session.run("python", "benchmarks/store_sqlite.py")
+    session.run("python", "benchmarks/store.py")  # PostgreSQL at 127.0.0.1:5432
