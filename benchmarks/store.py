@@ -346,6 +346,11 @@ def _med(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+def _paired(ours: list[float], theirs: list[float]) -> float:
+    ratios = [a / b for a, b in zip(ours, theirs, strict=False) if b]
+    return statistics.median(ratios) if ratios else float("nan")
+
+
 def _row(name: str, f: Figures, *, last: bool = False) -> str:
     def cell(values: list[float], scale: float, unit: str, digits: int) -> str:
         if not values:
@@ -366,10 +371,10 @@ def report(results: dict[str, Figures], sqlite: Figures | None, sigkill: float |
     if sqlite is not None:
         print(_row("asyncworkers, SQLite store", sqlite))
     print()
-    ours = results["asyncworkers"]
+    ours = results.get("asyncworkers")
     durable = results.get("asyncworkers durable_writes")
     for peer in ("pgqueuer 1.6", "procrastinate 3.10"):
-        if peer not in results:
+        if peer not in results or ours is None:
             continue
         theirs = results[peer]
         line = (
@@ -382,6 +387,15 @@ def report(results: dict[str, Figures], sqlite: Figures | None, sigkill: float |
         if durable is not None:
             line += f"; durable_writes: process x{_med(durable.one) / _med(theirs.one):.2f}"
         print(line)
+        # The same runs paired: each ratio within one round of the interleaved runs, where
+        # both met the same load; the median of those is steadier than a ratio of medians.
+        print(
+            f"  paired (median of per-run ratios): process 1 worker "
+            f"x{_paired(ours.one, theirs.one):.2f}, 2 workers x{_paired(ours.two, theirs.two):.2f}"
+            f", bulk x{_paired(ours.bulk, theirs.bulk):.2f}, one by one "
+            f"x{_paired(ours.single, theirs.single):.2f}, pick-up time "
+            f"x{_paired(ours.pickup, theirs.pickup):.2f}"
+        )
     if sigkill is not None:
         print(
             f"SIGKILL mid-job, defaults (lease 30 s, poll 1 s): ran again {sigkill:.1f} s "
