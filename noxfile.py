@@ -55,6 +55,7 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/sync.py")
     session.run("python", "benchmarks/dispatch.py")
     session.run("python", "benchmarks/store_sqlite.py")
+    session.run("python", "benchmarks/store.py")  # PostgreSQL at 127.0.0.1:5432
 
 
 @nox.session

@@ -97,6 +97,12 @@ STORE_FACTORIES: dict[str, Callable[[Path], AbstractContextManager[StoreFactory]
     "sqlite": sqlite_factory,
 }
 
+# PostgreSQL, for real (127.0.0.1:5432; .ci/run starts it): imported here, after the table it
+# joins, because tests/_store_pg.py builds on this module.
+from _store_pg import postgres_factory  # noqa: E402
+
+STORE_FACTORIES["postgresql"] = postgres_factory
+
 
 @asynccontextmanager
 async def opened(factory: StoreFactory) -> AsyncIterator[aw.store.Store]:
