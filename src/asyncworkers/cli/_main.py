@@ -10,13 +10,13 @@ import argparse
 from collections.abc import Callable, Sequence
 
 from .._version import __version__
-from . import _demo
+from . import _demo, _load
 from ._args import Commands
 
 __all__ = ["build_parser", "main"]
 
 # One entry per command, in the order ``--help`` lists them.
-_COMMANDS: tuple[Callable[[Commands], None], ...] = (_demo.add_command,)
+_COMMANDS: tuple[Callable[[Commands], None], ...] = (_demo.add_command, _load.add_command)
 
 
 def build_parser() -> argparse.ArgumentParser:

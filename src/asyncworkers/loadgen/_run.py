@@ -1,0 +1,132 @@
+"""Running a load: ``dispatch()`` with one aiohttp session per process as the task.
+
+In one process, :func:`run_here` opens the session and hands ``dispatch()`` the request
+task with ``workers=concurrency`` and ``record=False`` (no per-request log: the recorder's
+histograms are the log), pacing it with ``rate`` or ``start_times`` in the open model.
+``on_done`` records each request's outcome and times into the :class:`Recorder`.
+
+A token stops the run: its scope cancels the dispatch (in-flight requests are dropped, not
+counted) and what was recorded so far is the partial report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+
+import asyncworkers as aw
+
+from ._client import ensure_open_files, make_request, open_session
+from ._config import LoadConfig
+from ._recorder import Recorder, percentile_ms
+from ._schedule import arrivals, stage_offsets
+
+__all__ = ["PROGRESS_EVERY", "Progress", "ProgressCallback", "run_here", "target_rate"]
+
+# How often progress is reported, in seconds.
+PROGRESS_EVERY = 0.5
+# The closed model with a duration but no request count: a count no run reaches.
+UNBOUNDED = 2**62
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A live view of a run: what it has done so far, and its last second."""
+
+    elapsed: float
+    requests: int
+    errors: int
+    rate: float  # requests/s over the last reporting interval
+    p99_ms: float  # corrected p99 of the last full second (0 before there is one)
+
+
+ProgressCallback = Callable[[Progress], object]
+
+
+def target_rate(config: LoadConfig) -> float | None:
+    """The requested arrival rate: ``rate``, or the stages' mean; None in the closed model."""
+    if config.rate is not None:
+        return config.rate
+    if config.stages:
+        return arrivals(config.stages) / sum(s.duration for s in config.stages)
+    return None
+
+
+def pacing(config: LoadConfig) -> dict[str, Any]:
+    """``dispatch()``'s tasks and pacing arguments for *config*."""
+    seconds = config.run_seconds
+    if config.stages:
+        count = math.ceil(arrivals(config.stages))
+        if config.requests is not None:
+            count = min(count, config.requests)
+        offsets: Iterator[float] = itertools.islice(stage_offsets(config.stages), count)
+        return {"tasks": count, "start_times": offsets}
+    if config.rate is not None:
+        count = config.requests if config.requests is not None else UNBOUNDED
+        if seconds is not None:
+            # Every request the schedule holds is sent, late ones too: cutting the tail
+            # of a run that fell behind would hide that it did.
+            count = min(count, math.ceil(config.rate * seconds))
+        return {"tasks": count, "rate": config.rate}
+    count = config.requests if config.requests is not None else UNBOUNDED
+    return {"tasks": count, "duration": seconds}
+
+
+async def run_here(
+    config: LoadConfig,
+    *,
+    token: aw.CancellationToken | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> Recorder:
+    """Run *config* in this process (ignoring ``processes``); returns what it recorded,
+    partial when *token* was cancelled first."""
+    ensure_open_files(config.concurrency)
+    token = token or aw.CancellationToken()
+    recorder = Recorder(started_at=time.time(), open_model=config.open_model)
+    record = recorder.record
+
+    def on_done(task_id: int, cfg: Any, result: Any, log: Any) -> None:
+        record(result, log.started_at, log.ended_at, log.intended_at)
+
+    async with open_session(config) as session, anyio.create_task_group() as tg:
+        if on_progress is not None:
+            tg.start_soon(_report_progress, recorder, on_progress)
+        with token.scope():
+            await aw.dispatch(
+                make_request(session, config),
+                workers=config.concurrency,
+                on_done=on_done,
+                record=False,
+                **pacing(config),
+            )
+        recorder.finish(time.time(), target_rate(config))
+        tg.cancel_scope.cancel()
+    return recorder
+
+
+async def _report_progress(recorder: Recorder, on_progress: ProgressCallback) -> None:
+    last_requests, last_at = 0, time.time()
+    while True:
+        await asyncio.sleep(PROGRESS_EVERY)
+        on_progress(progress_of(recorder, last_requests, last_at))
+        last_requests, last_at = recorder.requests, time.time()
+
+
+def progress_of(recorder: Recorder, last_requests: int, last_at: float) -> Progress:
+    """The recorder's progress since a previous look at *last_at*."""
+    now = time.time()
+    full = recorder.timeline[-2:-1]  # the last full second, if any
+    return Progress(
+        elapsed=now - recorder.started_at,
+        requests=recorder.requests,
+        errors=recorder.errors,
+        rate=(recorder.requests - last_requests) / max(now - last_at, 1e-9),
+        p99_ms=percentile_ms(full[0].histogram(), 99) if full else 0.0,
+    )
