@@ -76,7 +76,8 @@ def make_app() -> web.Application:
 
 
 async def serve() -> None:
-    runner = web.AppRunner(make_app(), access_log=None)
+    # /stall holds its connections forever: stop without waiting for them.
+    runner = web.AppRunner(make_app(), access_log=None, shutdown_timeout=0)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
     await site.start()

@@ -13,7 +13,6 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from types import MappingProxyType
 from urllib.parse import urlsplit
 
 __all__ = [
@@ -168,7 +167,7 @@ class LoadConfig:
             isinstance(k, str) and isinstance(v, str) for k, v in self.headers.items()
         ):
             raise TypeError(f"headers must map str to str, got {self.headers!r}")
-        object.__setattr__(self, "headers", MappingProxyType(dict(self.headers)))
+        object.__setattr__(self, "headers", dict(self.headers))  # a copy (and picklable)
         if self.body is not None and not isinstance(self.body, bytes):
             raise TypeError(f"body must be bytes or None, got {type(self.body).__name__}")
         _positive("timeout", self.timeout, (int, float))

@@ -132,12 +132,16 @@ class Recorder:
         timeline = self.timeline
         if index < len(timeline):
             return timeline[max(index, 0)]
-        # Seconds before the previous one get no more requests: compress them.
+        # Seconds before the previous one get no more requests: compress them. Seconds
+        # skipped over (nothing ended in them) stay empty, without a histogram.
         start = max(0, len(timeline) - 2)
         while len(timeline) <= index:
-            timeline.append(Second(latency=new_histogram(2)))
+            timeline.append(Second())
         for old in timeline[start : index - 1]:
             old.compress()
+        for recent in timeline[max(index - 1, 0) : index + 1]:
+            if recent.latency is None and recent.encoded is None:
+                recent.latency = new_histogram(2)
         return timeline[index]
 
     @property
@@ -190,11 +194,15 @@ class Recorder:
         timelines added second by second (each from its own process's start)."""
         if not parts:
             raise ValueError("merge needs at least one Recorder")
-        ends = [p.ended_at for p in parts if p.ended_at is not None]
+        # The processes start a little apart and their timelines count from their own
+        # starts, so the merged run lasts as long as its longest part, not from the first
+        # start to the last end.
+        started_at = min(p.started_at for p in parts)
+        lengths = [p.ended_at - p.started_at for p in parts if p.ended_at is not None]
         total = cls(
-            started_at=min(p.started_at for p in parts),
+            started_at=started_at,
             open_model=parts[0].open_model,
-            ended_at=max(ends) if ends else None,
+            ended_at=started_at + max(lengths) if lengths else None,
         )
         for part in parts:
             total.requests += part.requests
