@@ -60,12 +60,15 @@ def test_demo_runs_and_reports() -> None:
     assert "retried" in out
     assert "timed out" in out
     assert "JobTimeout" in out
+    # The dispatch part: its counts and TPS figures.
+    for heading in ("Dispatch: 200 tasks at 400/s", "average TPS", "peak TPS over 0.2 s"):
+        assert heading in out
     # The demo checks its own claims (priority order, cancellation, retry, timeout, process
-    # results, metrics) and prints one line per check; none may fail.
+    # results, metrics, dispatch) and prints one line per check; none may fail.
     lines = out.splitlines()
     assert not [line for line in lines if line.startswith("FAIL")]
     checks = [line for line in lines if line.startswith("ok ")]
-    assert len(checks) == 6, out
+    assert len(checks) == 8, out
     assert any("priority: " in line for line in checks)
 
 

@@ -23,6 +23,7 @@ from ._core._signals import run
 from ._core._sync import SyncRuntime
 from ._core._units import Job, JobState, Kind, Priority, WorkUnit, current_job
 from ._version import __version__ as __version__
+from .dispatch import Report, TaskLog, Throughput, dispatch, dispatch_sync
 
 __all__ = (
     "AsyncworkersError",
@@ -37,13 +38,18 @@ __all__ = (
     "Metrics",
     "Priority",
     "QueueFull",
+    "Report",
     "Retry",
     "Runtime",
     "RuntimeClosed",
     "SyncRuntime",
+    "TaskLog",
+    "Throughput",
     "WorkUnit",
     "WorkerCrashed",
     "check_cancelled",
     "current_job",
+    "dispatch",
+    "dispatch_sync",
     "run",
 )

@@ -19,6 +19,7 @@ from rich.table import Table
 import asyncworkers as aw
 
 from ._args import Commands, positive_int
+from ._demo_dispatch import DispatchDemo, dispatch_checks, dispatch_table, run_dispatch_demo
 from ._demo_tasks import blocking_poll, crunch, flaky_fetch, io_call, sleep_forever
 
 __all__ = ["DemoConfig", "DemoReport", "add_command", "run_demo"]
@@ -122,6 +123,7 @@ class DemoReport:
     loop: str
     elapsed: float
     checks: list[tuple[str, bool]] = field(default_factory=list)
+    dispatch: DispatchDemo | None = None
 
     @property
     def all_ok(self) -> bool:
@@ -144,10 +146,12 @@ async def run_demo(config: DemoConfig, console: Console) -> DemoReport:
             rt.resume()
             await _cancel_running(work.specials)
             await rt.join()
+    dispatched = await run_dispatch_demo(config.seed)
     report = DemoReport(
         workload=work, metrics=rt.metrics(), loop=loop, elapsed=time.monotonic() - started
     )
-    report.checks = check_report(report)
+    report.dispatch = dispatched
+    report.checks = check_report(report) + dispatch_checks(dispatched)
     return report
 
 
@@ -297,6 +301,8 @@ def render_report(report: DemoReport, console: Console) -> None:
     console.print(notable_table(report.workload.specials))
     console.print(counters_table(report.metrics))
     console.print(latency_table(report.metrics))
+    if report.dispatch is not None:
+        console.print(dispatch_table(report.dispatch))
     for text, ok in report.checks:
         mark = "[green]ok  [/]" if ok else "[bold red]FAIL[/]"
         console.print(f"{mark} {text}", highlight=False)
