@@ -76,8 +76,7 @@ def make_app() -> web.Application:
 
 
 async def serve() -> None:
-    # /stall holds its connections forever: stop without waiting for them.
-    runner = web.AppRunner(make_app(), access_log=None, shutdown_timeout=0)
+    runner = web.AppRunner(make_app(), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
     await site.start()
@@ -88,7 +87,8 @@ async def serve() -> None:
     # Serve until the parent closes our stdin (or kills us): no orphan servers.
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, sys.stdin.read)
-    await runner.cleanup()
+    # No runner.cleanup(): it waits for every handler, and /stall's never end. Leaving
+    # serve() lets asyncio.run cancel them all; the process then exits.
 
 
 if __name__ == "__main__":

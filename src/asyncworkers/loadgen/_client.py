@@ -46,7 +46,13 @@ def ensure_open_files(connections: int) -> None:
                 f"concurrency {connections} needs {needed} open files, but the hard limit "
                 f"is {hard} (ulimit -Hn)"
             )
-        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+        except (ValueError, OSError) as exc:
+            raise ValueError(
+                f"concurrency {connections} needs {needed} open files, more than this "
+                f"system allows ({exc})"
+            ) from None
 
 
 def open_session(config: LoadConfig) -> aiohttp.ClientSession:
