@@ -8,6 +8,7 @@ by a hang guard.
 
 from __future__ import annotations
 
+import itertools
 import math
 import uuid
 from collections import Counter
@@ -15,11 +16,11 @@ from collections import Counter
 import aiohttp
 import anyio
 import pytest
-from _loadgen_helpers import HANG_GUARD, refused_url, server
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import asyncworkers as aw
+from _loadgen_helpers import HANG_GUARD, refused_url, server
 from asyncworkers import loadgen
 from asyncworkers.loadgen import LoadConfig, Stage
 from asyncworkers.loadgen._recorder import Recorder
@@ -45,7 +46,8 @@ async def test_closed_model_sends_every_request_once(server: str) -> None:
     assert (report.requests, report.ok, report.errors) == (150, 150, 0)
     assert report.recorder.status_codes == Counter({200: 150})
     assert await served(server, key) == 150
-    assert not report.open_model and not report.interrupted
+    assert not report.open_model
+    assert not report.interrupted
     assert report.recorder.corrected.get_total_count() == 150
     assert report.recorder.uncorrected.get_total_count() == 0  # closed: one figure
     assert sum(s["requests"] for s in report.timeline()) == 150
@@ -94,13 +96,18 @@ async def test_coordinated_omission_shows_in_the_corrected_p99_only(server: str)
 
 @pytest.mark.parametrize(
     ("path", "kind", "status"),
-    [("/status/503", "http_5xx", 503), ("/status/404", "http_4xx", 404), ("/stall", "timeout", None)],
+    [
+        ("/status/503", "http_5xx", 503),
+        ("/status/404", "http_4xx", 404),
+        ("/stall", "timeout", None),
+    ],
 )
 async def test_errors_are_counted_by_kind(
     server: str, path: str, kind: str, status: int | None
 ) -> None:
     report = await run(LoadConfig(f"{server}{path}", concurrency=4, requests=12, timeout=0.2))
-    assert report.requests == report.errors == 12 and report.ok == 0
+    assert report.requests == report.errors == 12
+    assert report.ok == 0
     assert report.recorder.errors_by_kind == Counter({kind: 12})
     assert report.recorder.status_codes == (Counter({status: 12}) if status else Counter())
     assert sum(s["errors"] for s in report.timeline()) == 12
@@ -109,7 +116,8 @@ async def test_errors_are_counted_by_kind(
 async def test_refused_connections_are_counted_and_the_run_ends(refused_url: str) -> None:
     report = await run(LoadConfig(refused_url, concurrency=4, rate=200, duration=0.5))
     assert report.requests == 100 == report.recorder.errors_by_kind["connect"]
-    assert report.ok == 0 and not report.interrupted
+    assert report.ok == 0
+    assert not report.interrupted
     assert report.to_json()["errors_by_kind"]["connect"] == 100
 
 
@@ -122,8 +130,10 @@ async def test_cancelling_the_token_gives_the_partial_report(server: str) -> Non
 
     config = LoadConfig(f"{server}/fast", concurrency=2, duration=600)
     report = await run(config, token=token, on_progress=stop_once_running)
-    assert report.interrupted and report.to_json()["interrupted"] is True
-    assert report.requests > 0 and report.duration < 600
+    assert report.interrupted
+    assert report.to_json()["interrupted"] is True
+    assert report.requests > 0
+    assert report.duration < 600
 
 
 async def test_knee_search_reports_no_knee_when_every_rate_misses(server: str) -> None:
@@ -132,10 +142,12 @@ async def test_knee_search_reports_no_knee_when_every_rate_misses(server: str) -
     with anyio.fail_after(HANG_GUARD):
         report = await loadgen.find_knee(config, 0.05)
     assert report.knee is None
-    assert report.steps and not any(step["passed"] for step in report.steps)
+    assert report.steps
+    assert not any(step["passed"] for step in report.steps)
     assert [step["rate"] for step in report.steps][:2] == [40, 20]  # bisecting down from 40
     data = report.to_json()
-    assert data["knee"] is None and data["knee_steps"] == report.steps
+    assert data["knee"] is None
+    assert data["knee_steps"] == report.steps
 
 
 # -- pieces, without a server -----------------------------------------------------------------
@@ -164,7 +176,7 @@ def test_stage_offsets_of_a_constant_rate_are_evenly_spaced() -> None:
     assert len(offsets) == 125
     steady = offsets[25:]
     assert steady[0] == pytest.approx(1.5)
-    assert all(b - a == pytest.approx(0.01) for a, b in zip(steady, steady[1:], strict=False))
+    assert all(b - a == pytest.approx(0.01) for a, b in itertools.pairwise(steady))
 
 
 @settings(deadline=None, max_examples=50)

@@ -17,8 +17,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from _loadgen_helpers import HANG_GUARD, cli_env, refused_url, server
 
+from _loadgen_helpers import HANG_GUARD, cli_env, refused_url, server
 from asyncworkers.cli import main
 from asyncworkers.loadgen._plot import can_plot
 
@@ -63,11 +63,16 @@ def test_closed_model_report_has_the_keys(server: str, tmp_path: Path) -> None:
     proc = load(f"{server}/fast?key={key}", "-n", "120", "-c", "4", "-q", "--json", str(out))
     assert proc.returncode == 0, proc.stderr
     data = json.loads(out.read_text())
-    assert REPORT_KEYS <= data.keys() and not OPEN_KEYS & data.keys()
-    assert (data["requests"], data["ok"], data["errors"]) == (120, 120, 0) == (
-        served(server, key),
-        120,
-        0,
+    assert data.keys() >= REPORT_KEYS
+    assert not OPEN_KEYS & data.keys()
+    assert (
+        (data["requests"], data["ok"], data["errors"])
+        == (120, 120, 0)
+        == (
+            served(server, key),
+            120,
+            0,
+        )
     )
     assert set(data["errors_by_kind"]) == ERROR_KINDS
     assert data["status_codes"] == {"200": 120}
@@ -77,7 +82,8 @@ def test_closed_model_report_has_the_keys(server: str, tmp_path: Path) -> None:
     for entry in data["timeline"]:
         assert {"second", "requests", "errors", "latency_ms"} <= entry.keys()
         assert set(entry["latency_ms"]) == {"p50", "p99"}
-    assert "requests" in proc.stdout and "p99" in proc.stdout  # the tables
+    assert "requests" in proc.stdout
+    assert "p99" in proc.stdout
 
 
 def test_open_model_report_has_the_open_keys(server: str, tmp_path: Path) -> None:
@@ -85,8 +91,9 @@ def test_open_model_report_has_the_open_keys(server: str, tmp_path: Path) -> Non
     proc = load(f"{server}/fast", "-r", "300", "-n", "150", "-q", "--json", str(out))
     assert proc.returncode == 0, proc.stderr
     data = json.loads(out.read_text())
-    assert REPORT_KEYS | OPEN_KEYS <= data.keys()
-    assert data["requests"] == 150 and data["target_rate"] == 300
+    assert data.keys() >= REPORT_KEYS | OPEN_KEYS
+    assert data["requests"] == 150
+    assert data["target_rate"] == 300
     assert set(data["latency_uncorrected_ms"]) == LATENCY_KEYS
     assert data["latency_ms"]["p99"] >= data["latency_uncorrected_ms"]["p99"]
     assert "Open model" in proc.stdout
@@ -117,8 +124,19 @@ def test_ctrl_c_prints_and_writes_the_partial_report(server: str, tmp_path: Path
     out = tmp_path / "report.json"
     key = uuid.uuid4().hex
     proc = subprocess.Popen(
-        [sys.executable, "-m", "asyncworkers", "load", f"{server}/fast?key={key}"]
-        + ["-d", "600", "-c", "2", "--json", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "asyncworkers",
+            "load",
+            f"{server}/fast?key={key}",
+            "-d",
+            "600",
+            "-c",
+            "2",
+            "--json",
+            str(out),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
@@ -139,9 +157,11 @@ def test_ctrl_c_prints_and_writes_the_partial_report(server: str, tmp_path: Path
             proc.communicate()
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr
-    assert "interrupted" in stdout and "requests" in stdout
+    assert "interrupted" in stdout
+    assert "requests" in stdout
     data = json.loads(out.read_text())
-    assert data["interrupted"] is True and data["requests"] > 0
+    assert data["interrupted"] is True
+    assert data["requests"] > 0
 
 
 def test_plot_writes_a_png_or_names_the_missing_extra(server: str, tmp_path: Path) -> None:
@@ -151,7 +171,9 @@ def test_plot_writes_a_png_or_names_the_missing_extra(server: str, tmp_path: Pat
         assert proc.returncode == 0, proc.stderr
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     else:
-        assert proc.returncode == 2 and "--plot" in proc.stderr and "matplotlib" in proc.stderr
+        assert proc.returncode == 2
+        assert "--plot" in proc.stderr
+        assert "matplotlib" in proc.stderr
 
 
 # -- bad input ---------------------------------------------------------------------------------
@@ -199,12 +221,15 @@ def test_bad_input_is_one_line_naming_option_and_value(
     assert status == 2
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1, captured.err
-    assert option in lines[0] and value in lines[0], lines[0]
+    assert option in lines[0], lines[0]
+    assert value in lines[0], lines[0]
     assert captured.out == ""
 
 
 def test_bad_input_in_a_subprocess_is_one_line_and_status_2() -> None:
     proc = load(URL, "--rate", "-5")
     assert proc.returncode == 2
-    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
-    assert "--rate" in proc.stderr and "-5" in proc.stderr
+    assert proc.stderr.count("\n") == 1
+    assert "Traceback" not in proc.stderr
+    assert "--rate" in proc.stderr
+    assert "-5" in proc.stderr

@@ -85,9 +85,7 @@ def make_request(session: aiohttp.ClientSession, config: LoadConfig) -> RequestT
 
         return send
 
-    async def send_body(
-        task_id: int, cfg: Any, task: Any, metadata: dict[str, Any]
-    ) -> int | str:
+    async def send_body(task_id: int, cfg: Any, task: Any, metadata: dict[str, Any]) -> int | str:
         try:
             async with request(method, url, data=body) as response:
                 await response.read()

@@ -146,9 +146,7 @@ class LoadConfig:
         _positive("concurrency", self.concurrency, int)
         if self.rate is not None:
             _positive("rate", self.rate, (int, float))
-        if not isinstance(self.stages, tuple) or not all(
-            isinstance(s, Stage) for s in self.stages
-        ):
+        if not isinstance(self.stages, tuple) or not all(isinstance(s, Stage) for s in self.stages):
             raise TypeError(f"stages must be a tuple of Stage, got {self.stages!r}")
         if self.stages and self.rate is not None:
             raise ValueError("give rate or stages, not both (stages start from rate 0)")

@@ -94,11 +94,11 @@ async def run_processes(
                     readers.start_soon(_collect, index, conn, parts, latest, on_progress)
             outer.cancel_scope.cancel()
     finally:
-        for child, conn in children:
+        for process, conn in children:
             conn.close()
-            if child.is_alive():
-                child.terminate()
-            child.join(timeout=STOP_GRACE)
+            if process.is_alive():
+                process.terminate()
+            process.join(timeout=STOP_GRACE)
     missing = [i for i, part in enumerate(parts) if part is None]
     if missing:
         raise LoadProcessError(f"load processes {missing} ended without a report")

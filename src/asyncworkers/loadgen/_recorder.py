@@ -232,7 +232,7 @@ def percentile_ms(histogram: HdrHistogram, percentile: float) -> float:
     """A percentile in milliseconds (0.0 for an empty histogram)."""
     if histogram.get_total_count() == 0:
         return 0.0
-    return histogram.get_value_at_percentile(percentile) / 1000
+    return int(histogram.get_value_at_percentile(percentile)) / 1000
 
 
 def summary_ms(histogram: HdrHistogram) -> dict[str, float]:

@@ -125,9 +125,7 @@ class LoadReport:
             data["late_sends"] = rec.late_sends
         if self.knee is not None or self.steps:
             data["knee"] = (
-                None
-                if self.knee is None
-                else {"rate": self.knee.rate, "p99_ms": self.knee.p99_ms}
+                None if self.knee is None else {"rate": self.knee.rate, "p99_ms": self.knee.p99_ms}
             )
             data["knee_steps"] = self.steps
         return data
@@ -168,7 +166,9 @@ class LoadReport:
         table = Table(title="Open model")
         for heading in ("target req/s", "achieved req/s", "late sends"):
             table.add_column(heading, justify="right")
-        table.add_row(f"{self.target_rate or 0:.1f}", f"{rec.achieved_rate:.1f}", str(rec.late_sends))
+        table.add_row(
+            f"{self.target_rate or 0:.1f}", f"{rec.achieved_rate:.1f}", str(rec.late_sends)
+        )
         return table
 
     def _latency_table(self) -> Table:
