@@ -104,7 +104,9 @@ class Recorder:
         if intended_at is None:
             corrected = _micros(ended_at - started_at)
         else:
-            corrected = _micros(ended_at - intended_at)
+            # The loop's timers may fire a little early (uvloop rounds to 1 ms): a request
+            # sent before its time is measured from its send, never from a later instant.
+            corrected = _micros(ended_at - min(intended_at, started_at))
             self.uncorrected.record_value(_micros(ended_at - started_at))
             if started_at - intended_at > LATE_AFTER_S:
                 self.late_sends += 1

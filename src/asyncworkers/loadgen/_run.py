@@ -1,9 +1,10 @@
 """Running a load: ``dispatch()`` with one aiohttp session per process as the task.
 
-In one process, :func:`run_here` opens the session and hands ``dispatch()`` the request
-task with ``workers=concurrency`` and ``record=False`` (no per-request log: the recorder's
-histograms are the log), pacing it with ``rate`` or ``start_times`` in the open model.
-``on_done`` records each request's outcome and times into the :class:`Recorder`.
+In one process, :func:`run_here` opens the session and hands ``dispatch()`` its tasks with
+``workers=concurrency`` and ``record=False`` (no per-request log: the recorder's histograms
+are the log). Open model: one task per request, paced with ``rate`` or ``start_times``, and
+``on_done`` records each from its log. Closed model: one task per connection, a user that
+sends back to back and records each request itself (see ``_client.make_user`` for why).
 
 A token stops the run: its scope cancels the dispatch (in-flight requests are dropped, not
 counted) and what was recorded so far is the partial report.
@@ -19,11 +20,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import anyio
 
 import asyncworkers as aw
 
-from ._client import ensure_open_files, make_request, open_session
+from ._client import Budget, ensure_open_files, make_request, make_user, open_session
 from ._config import LoadConfig
 from ._recorder import Recorder, percentile_ms
 from ._schedule import arrivals, stage_offsets
@@ -32,7 +34,7 @@ __all__ = ["PROGRESS_EVERY", "Progress", "ProgressCallback", "run_here", "target
 
 # How often progress is reported, in seconds.
 PROGRESS_EVERY = 0.5
-# The closed model with a duration but no request count: a count no run reaches.
+# The open model with a rate and a duration: a count the duration always cuts first.
 UNBOUNDED = 2**62
 
 
@@ -59,8 +61,8 @@ def target_rate(config: LoadConfig) -> float | None:
     return None
 
 
-def pacing(config: LoadConfig) -> dict[str, Any]:
-    """``dispatch()``'s tasks and pacing arguments for *config*."""
+def open_pacing(config: LoadConfig) -> dict[str, Any]:
+    """``dispatch()``'s tasks and pacing arguments for an open-model *config*."""
     seconds = config.run_seconds
     if config.stages:
         count = math.ceil(arrivals(config.stages))
@@ -68,15 +70,13 @@ def pacing(config: LoadConfig) -> dict[str, Any]:
             count = min(count, config.requests)
         offsets: Iterator[float] = itertools.islice(stage_offsets(config.stages), count)
         return {"tasks": count, "start_times": offsets}
-    if config.rate is not None:
-        count = config.requests if config.requests is not None else UNBOUNDED
-        if seconds is not None:
-            # Every request the schedule holds is sent, late ones too: cutting the tail
-            # of a run that fell behind would hide that it did.
-            count = min(count, math.ceil(config.rate * seconds))
-        return {"tasks": count, "rate": config.rate}
+    assert config.rate is not None
     count = config.requests if config.requests is not None else UNBOUNDED
-    return {"tasks": count, "duration": seconds}
+    if seconds is not None:
+        # Every request the schedule holds is sent, late ones too: cutting the tail of a
+        # run that fell behind would hide that it did.
+        count = min(count, math.ceil(config.rate * seconds))
+    return {"tasks": count, "rate": config.rate}
 
 
 async def run_here(
@@ -90,25 +90,46 @@ async def run_here(
     ensure_open_files(config.concurrency)
     token = token or aw.CancellationToken()
     recorder = Recorder(started_at=time.time(), open_model=config.open_model)
-    record = recorder.record
-
-    def on_done(task_id: int, cfg: Any, result: Any, log: Any) -> None:
-        record(result, log.started_at, log.ended_at, log.intended_at)
-
     async with open_session(config) as session, anyio.create_task_group() as tg:
         if on_progress is not None:
             tg.start_soon(_report_progress, recorder, on_progress)
         with token.scope():
-            await aw.dispatch(
-                make_request(session, config),
-                workers=config.concurrency,
-                on_done=on_done,
-                record=False,
-                **pacing(config),
-            )
+            if config.open_model:
+                await _dispatch_requests(session, config, recorder)
+            else:
+                await _dispatch_users(session, config, recorder)
         recorder.finish(time.time(), target_rate(config))
         tg.cancel_scope.cancel()
     return recorder
+
+
+async def _dispatch_requests(
+    session: aiohttp.ClientSession, config: LoadConfig, recorder: Recorder
+) -> None:
+    """Open model: one task per request, at its intended time; ``on_done`` records it
+    with the log's times (``intended_at`` is what the correction needs)."""
+    record = recorder.record
+
+    def on_done(task_id: int, cfg: Any, result: Any, log: aw.TaskLog) -> None:
+        record(result, log.started_at, log.ended_at, log.intended_at)  # type: ignore[arg-type]
+
+    await aw.dispatch(
+        make_request(session, config),
+        workers=config.concurrency,
+        on_done=on_done,
+        record=False,
+        **open_pacing(config),
+    )
+
+
+async def _dispatch_users(
+    session: aiohttp.ClientSession, config: LoadConfig, recorder: Recorder
+) -> None:
+    """Closed model: one task per connection, each a user sending back to back until the
+    shared budget (request count, deadline) is spent."""
+    budget = Budget(config.requests, config.run_seconds)
+    user = make_user(session, config, budget, recorder)
+    await aw.dispatch(user, config.concurrency, workers=config.concurrency, record=False)
 
 
 async def _report_progress(recorder: Recorder, on_progress: ProgressCallback) -> None:
