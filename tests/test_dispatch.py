@@ -12,6 +12,7 @@ import gc
 import os
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,7 +20,7 @@ import pytest
 
 import _dispatch_funcs as df
 import asyncworkers as aw
-from _helpers import no_hang, settle
+from _helpers import HANG_GUARD, no_hang, settle
 
 
 class Fatal(BaseException):
@@ -143,6 +144,16 @@ async def test_process_kind_runs_in_child_processes_and_brings_metadata_back() -
     assert len(pids) == 1
 
 
+async def test_a_process_task_whose_worker_dies_is_a_failed_task() -> None:
+    with no_hang():
+        report = await aw.dispatch(df.die_on, ["a", "die", "b"], kind="process", workers=1)
+    assert report.results[0] == "a"
+    assert isinstance(report.results[1], aw.WorkerCrashed)
+    assert report.results[2] == "b"  # the pool replaced the process
+    assert (report.completed, report.failed, report.uncompleted) == (3, 1, 0)
+    assert report.logs[1].started_at is not None
+
+
 # -- what counts as failed ---------------------------------------------------------------
 
 
@@ -161,6 +172,17 @@ async def test_false_exceptions_and_http_errors_count_as_failed() -> None:
     assert [log.ok for log in report.logs] == [True, False, True, True, False, True, False, False]
     assert report.results[4] is outcomes[4]  # the exception itself is the result
     assert (report.completed, report.succeeded, report.failed) == (8, 4, 4)
+
+
+def test_is_failure_survives_a_result_whose_status_cannot_be_read() -> None:
+    from asyncworkers.dispatch import is_failure
+
+    class Odd:
+        @property
+        def status(self) -> int:
+            raise RuntimeError("no status here")
+
+    assert not is_failure(Odd())  # not a response we know: not failed
 
 
 def test_is_failure_knows_requests_style_status_codes() -> None:
@@ -497,3 +519,180 @@ async def test_bad_input_raises_at_the_call(
     with pytest.raises(error, match=message):
         await aw.dispatch(function, tasks, **({"on_done": lambda *a: started.append(1)} | call))
     assert not started  # nothing ran
+
+
+# -- TPS figures ---------------------------------------------------------------------------
+
+
+def test_tps_intervals_and_the_sustained_peak_from_a_timeline() -> None:
+    from asyncworkers._dispatch._report import throughput
+
+    timeline = [1] * 10 + [5] * 10 + [1] * 10  # 10/s, 50/s, 10/s in 0.1-s buckets
+    tps = throughput(timeline, started_at=1000.0, duration=3.0, interval=1.0, window=1.0)
+    assert tps.average == pytest.approx(70 / 3)
+    assert tps.intervals == [pytest.approx(10), pytest.approx(50), pytest.approx(10)]
+    assert (tps.peak, tps.window) == pytest.approx((50, 1.0))
+    assert (tps.peak_started_at, tps.peak_ended_at) == pytest.approx((1001, 1002))
+    half = throughput(timeline, started_at=1000.0, duration=3.0, interval=0.5, window=0.5)
+    assert half.peak_started_at == pytest.approx(1001)  # the earliest of equal windows
+    assert half.intervals == [pytest.approx(v) for v in (10, 10, 50, 50, 10, 10)]
+
+
+def test_tps_of_a_run_shorter_than_the_window_is_the_run_itself() -> None:
+    from asyncworkers._dispatch._report import throughput
+
+    tps = throughput([3], started_at=5.0, duration=0.05, interval=1.0, window=1.0)
+    assert (tps.average, tps.peak, tps.window) == pytest.approx((60, 60, 0.05))
+    assert tps.intervals == [pytest.approx(60)]  # the one slice, over its own length
+    assert (tps.peak_started_at, tps.peak_ended_at) == pytest.approx((5.0, 5.05))
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), "1s", True])
+async def test_tps_refuses_bad_lengths(bad: Any) -> None:
+    report = await aw.dispatch(echo, 1)
+    with pytest.raises((TypeError, ValueError), match="interval"):
+        report.tps(bad)
+    with pytest.raises((TypeError, ValueError), match="window"):
+        report.tps(1, window=bad)
+
+
+async def test_the_timeline_counts_each_success_by_when_it_ended() -> None:
+    with no_hang():
+        report = await aw.dispatch(echo, [1, False, 3, 4, ValueError()], workers=2)
+    counts = [0] * len(report.ok_timeline)
+    for log in report.logs:
+        if log.ok:
+            assert log.ended_at is not None
+            counts[int((log.ended_at - report.started_at) / 0.1)] += 1
+    assert counts == list(report.ok_timeline)
+    assert sum(report.ok_timeline) == report.succeeded == 3
+
+
+# -- more ways in and out ------------------------------------------------------------------
+
+
+async def test_a_runtime_with_a_full_queue_makes_dispatch_wait_for_room() -> None:
+    with no_hang():
+        async with aw.Runtime(workers=1, max_pending=1) as rt:
+            report = await aw.dispatch(echo, list(range(20)), runtime=rt, workers=5)
+    assert report.results == list(range(20))
+
+
+async def test_a_runtime_shut_down_under_dispatch_raises_runtime_closed() -> None:
+    gate = Gate()
+    with no_hang():
+        async with aw.Runtime(workers=4) as rt:
+            caller = asyncio.create_task(aw.dispatch(gate, 50, runtime=rt, workers=2))
+            while gate.in_flight < 2:
+                await asyncio.sleep(0)
+            await rt.shutdown(wait=False)
+            with pytest.raises(aw.RuntimeClosed):
+                await caller
+    assert gate.cancelled == 2
+
+
+async def test_an_endless_count_with_a_duration_materializes_nothing() -> None:
+    with no_hang():
+        report = await aw.dispatch(echo, 10**12, rate=2000, duration=0.05, record=True)
+    assert 1 <= report.completed < 10**12
+    assert len(report.logs) == report.completed  # one log per dispatched task, no more
+    assert report.undispatched == 10**12 - report.completed
+
+
+async def test_record_false_keeps_no_result_alive() -> None:
+    class Result:
+        pass
+
+    refs: list[weakref.ref[Result]] = []
+
+    async def make(task_id: int, config: Any, task: Any, metadata: dict[str, Any]) -> Result:
+        result = Result()
+        refs.append(weakref.ref(result))
+        return result
+
+    with no_hang():
+        report = await aw.dispatch(make, 50, record=False)
+    gc.collect()
+    assert report.succeeded == 50
+    assert [ref() for ref in refs] == [None] * 50
+
+
+@pytest.mark.parametrize("model", ["closed", "open"])
+async def test_cancelling_while_the_feeder_waits_leaves_nothing_running(model: str) -> None:
+    # Closed: the feeder waits for a free slot. Open: it sleeps until the next start.
+    gate = Gate()
+    rate = 0.5 if model == "open" else None
+    with no_hang():
+        caller = asyncio.create_task(aw.dispatch(gate, 10, workers=1, rate=rate))
+        while gate.in_flight < 1:
+            await asyncio.sleep(0)
+        await settle()
+        caller.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+    assert (gate.started, gate.cancelled, gate.in_flight) == (1, 1, 0)
+
+
+def test_cancelling_stops_thread_tasks_at_check_cancelled() -> None:
+    started = threading.Barrier(3)
+    stopped = threading.Semaphore(0)
+
+    def poll(task_id: int, config: Any, task: Any, metadata: dict[str, Any]) -> None:
+        started.wait()
+        try:
+            while True:
+                aw.check_cancelled()
+                time.sleep(0.001)
+        finally:
+            stopped.release()
+
+    async def main() -> None:
+        with no_hang():
+            caller = asyncio.create_task(aw.dispatch(poll, 10, workers=2))
+            await asyncio.to_thread(started.wait)  # both tasks are running in their threads
+            caller.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await caller
+
+    aw.run(main)
+    # A thread cannot be stopped from outside: each leaves at its next check_cancelled().
+    assert stopped.acquire(timeout=HANG_GUARD)
+    assert stopped.acquire(timeout=HANG_GUARD)
+
+
+def test_dispatch_sync_from_many_threads_at_once() -> None:
+    reports: list[aw.Report] = []
+
+    def one(offset: int) -> None:
+        reports.append(aw.dispatch_sync(echo, [offset + i for i in range(50)], workers=4))
+
+    threads = [threading.Thread(target=one, args=(100 * n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(r.results[0] for r in reports) == [0, 100, 200, 300]
+    assert all(r.results == list(range(r.results[0], r.results[0] + 50)) for r in reports)
+
+
+async def test_dispatch_sync_inside_a_running_loop_says_so() -> None:
+    with pytest.raises(RuntimeError):
+        aw.dispatch_sync(echo, 1)
+
+
+async def test_progress_draws_a_bar_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    with no_hang():
+        report = await aw.dispatch(echo, [1, False], progress=True)
+    assert report.completed == 2
+    err = capsys.readouterr().err
+    assert "dispatch" in err
+    assert "ok 1 failed 1" in err
+
+
+async def test_the_report_repr_does_not_grow_with_the_tasks() -> None:
+    # asyncio and loggers repr a finished task's result: that must stay cheap.
+    with no_hang():
+        report = await aw.dispatch(echo, list(range(2_000)), workers=16)
+    text = repr(report)
+    assert "completed=2000" in text
+    assert len(text) < 400

@@ -94,7 +94,9 @@ class Dispatcher:
         offsets, cap, t0 = plan.offsets, plan.workers, self._t0
         started_at = self._tally.started_at
         fn: Callable[..., Any] = call_async if plan.kind == "async" else call_sync
-        options: dict[str, Any] = {} if plan.kind == "async" else {"kind": plan.kind}
+        # No options but for processes: the runtime's fast path is for calls without any
+        # (the async wrapper runs natively, the sync one goes to a thread by default).
+        options: dict[str, Any] = {"kind": "process"} if plan.kind == "process" else {}
         streak = 0
         for index in range(plan.total):
             intended = None
@@ -115,7 +117,6 @@ class Dispatcher:
                 streak = 0
             args = (plan.function, index + 1, plan.config, plan.task(index))
             try:
-                # No options for a coroutine: the runtime's fast path takes no option.
                 job = rt.submit_nowait(fn, *args, **options)
             except aw.QueueFull:  # a shared runtime with max_pending: wait for room
                 job = await rt.submit(fn, *args, **options)

@@ -43,7 +43,10 @@ def is_failure(result: object) -> bool:
         return result is False
     if isinstance(result, BaseException):
         return True
-    status = getattr(result, "status", None)
-    if not isinstance(status, int):
-        status = getattr(result, "status_code", None)
+    try:
+        status = getattr(result, "status", None)
+        if not isinstance(status, int):
+            status = getattr(result, "status_code", None)
+    except Exception:  # a property that raises: not a response this rule knows
+        return False
     return isinstance(status, int) and not isinstance(status, bool) and status >= 400

@@ -139,8 +139,10 @@ class Report:
       intended time (the loop was behind, or ``workers`` tasks were already in flight).
     """
 
-    results: list[Any]
-    logs: list[TaskLog]
+    # Not in the repr: asyncio and loggers repr a finished task's result, and a repr that
+    # grows with the task count would cost seconds on a long run.
+    results: list[Any] = field(repr=False)
+    logs: list[TaskLog] = field(repr=False)
     started_at: float
     ended_at: float
     duration: float
