@@ -244,7 +244,7 @@ def client_worker_dispatcher(url: str, concurrency: int, seconds: float) -> dict
     started, cpu = time.perf_counter(), time.process_time()
     results = worker_dispatcher.start(
         {
-            "task": {"list": 200_000, "function": fetch},
+            "task": {"list": int(5_000 * seconds) + 1_000, "function": fetch},
             "worker": {"number": 20},
             "runtime": seconds,
             "verbose": False,

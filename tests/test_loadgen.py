@@ -191,6 +191,7 @@ def test_recorders_merge_exactly(latencies_us: list[list[int]]) -> None:
                 rec.record(status, 1000.0 + i * 1e-3, 1000.0 + i * 1e-3 + us / 1e6, 1000.0)
         part.finish(1100.0, 10.0)
         parts.append(Recorder.load(part.dump()))  # across a process boundary: plain data
+    whole.finish(1100.0, 10.0)
     merged = Recorder.merge(parts)
     assert (merged.requests, merged.ok, merged.late_sends) == (
         whole.requests,

@@ -1,7 +1,9 @@
 """What one process saw, in a form that merges exactly across processes.
 
 Latencies go into HDR histograms (the ``hdrhistogram`` package): integer microseconds with
-three significant figures overall, two per second of the timeline. A histogram is a fixed
+three significant figures, one histogram per second of the timeline, the whole run's being
+their sum (a write into a pure-Python histogram is the costliest step of recording a
+request, so each request is written once). A histogram is a fixed
 array of counts, so the histograms of several processes add up to exactly the histogram of
 the whole run, which percentiles never would. A process hands its :class:`Recorder` to the
 parent as :meth:`Recorder.dump` (plain data: counters and base64 histograms) and the parent
@@ -56,7 +58,7 @@ class Second:
             return self.latency
         if self.encoded is not None:
             return HdrHistogram.decode(self.encoded)
-        return new_histogram(2)
+        return new_histogram()
 
     def compress(self) -> None:
         if self.latency is not None:
@@ -114,18 +116,23 @@ class Recorder:
                 self.first_intended = intended_at
             if started_at > self.last_sent:
                 self.last_sent = started_at
-        self.corrected.record_value(corrected)
+        # One histogram write per request (they are the costly part): into the second's
+        # histogram only; the whole run's is their sum, made by finish().
         second = self._second(int(ended_at - self.started_at))
         second.requests += 1
         second.errors += failed
-        if second.latency is not None:
-            second.latency.record_value(corrected)
+        if second.latency is None:  # a second already compressed (the clock stepped back)
+            second.latency, second.encoded = second.histogram(), None
+        second.latency.record_value(corrected)
 
     def finish(self, ended_at: float, target_rate: float | None) -> None:
         """Close the run at *ended_at*; in the open model work out the achieved send rate:
         requests over the span from the first intended send to the last actual one, plus
         one interval (n sends on time at rate r span (n-1)/r)."""
         self.ended_at = ended_at
+        self.corrected = new_histogram()
+        for second in self.timeline:
+            self.corrected.add(second.histogram())
         if target_rate and self.first_intended is not None and self.requests:
             span = max(self.last_sent - self.first_intended, 0.0) + 1 / target_rate
             self.achieved_rate = self.requests / span
@@ -134,6 +141,7 @@ class Recorder:
         timeline = self.timeline
         if index < len(timeline):
             return timeline[max(index, 0)]
+        index = max(index, 0)
         # Seconds before the previous one get no more requests: compress them. Seconds
         # skipped over (nothing ended in them) stay empty, without a histogram.
         start = max(0, len(timeline) - 2)
@@ -143,7 +151,7 @@ class Recorder:
             old.compress()
         for recent in timeline[max(index - 1, 0) : index + 1]:
             if recent.latency is None and recent.encoded is None:
-                recent.latency = new_histogram(2)
+                recent.latency = new_histogram()
         return timeline[index]
 
     @property
@@ -217,7 +225,7 @@ class Recorder:
             total.uncorrected.add(part.uncorrected)
         seconds = max(len(p.timeline) for p in parts)
         for index in range(seconds):
-            merged = Second(latency=new_histogram(2))
+            merged = Second(latency=new_histogram())
             for part in parts:
                 if index < len(part.timeline):
                     second = part.timeline[index]
