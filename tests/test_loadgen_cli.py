@@ -201,6 +201,7 @@ BAD = [
     ([URL, "--timeout=-1s"], "--timeout", "-1s"),
     ([URL, "--processes", "many"], "--processes", "many"),
     ([URL, "--processes", "3", "-c", "2"], "--processes", "3"),
+    ([URL, "--processes", "2", "-n", "1"], "--requests", "1"),
     ([URL, "-H", "no-colon"], "--header", "no-colon"),
     ([URL, "-m", "FETCH"], "--method", "FETCH"),
     ([URL, "--find-knee"], "--find-knee", "--p99"),

@@ -192,6 +192,11 @@ def _config_from(args: argparse.Namespace) -> loadgen.LoadConfig | str:
             f"argument --processes: {args.processes} processes need at least as many "
             f"connections, got --concurrency {args.concurrency}"
         )
+    if args.requests is not None and args.requests < args.processes:
+        return (
+            f"argument -n/--requests: {args.requests} is fewer than --processes "
+            f"{args.processes} (each process sends its share)"
+        )
     if args.find_knee and args.p99 is None:
         return "argument --find-knee: needs a target, e.g. --p99 50ms"
     if args.p99 is not None and not args.find_knee:

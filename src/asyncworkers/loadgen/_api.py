@@ -108,7 +108,9 @@ async def find_knee(
     report = best or last
     if report is None:  # stopped before the first step
         report = LoadReport(base, Recorder(0.0, True), None, interrupted=True)
-    report.knee = None if best is None else Knee(best.target_rate or 0.0, best.latency_ms()["p99"])
+    report.knee = (
+        None if best is None else Knee(round(best.target_rate or 0.0, 3), best.latency_ms()["p99"])
+    )
     report.steps = steps
     report.interrupted = token.cancelled
     return report

@@ -170,6 +170,11 @@ class LoadConfig:
             raise TypeError(f"body must be bytes or None, got {type(self.body).__name__}")
         _positive("timeout", self.timeout, (int, float))
         _positive("processes", self.processes, int)
+        if self.requests is not None and self.requests < self.processes:
+            raise ValueError(
+                f"requests ({self.requests}) must be at least processes ({self.processes}): "
+                "each process sends its share"
+            )
         if self.processes > self.concurrency:
             raise ValueError(
                 f"processes ({self.processes}) must not exceed concurrency "
@@ -204,7 +209,7 @@ class LoadConfig:
             concurrency=part(self.concurrency),
             rate=None if self.rate is None else self.rate * fraction,
             stages=tuple(Stage(s.duration, s.rate * fraction) for s in self.stages),
-            requests=None if self.requests is None else max(1, part(self.requests)),
+            requests=None if self.requests is None else part(self.requests),
             duration=self.duration,
             processes=1,
         )
