@@ -23,7 +23,7 @@ import asyncworkers as aw
 from _loadgen_helpers import HANG_GUARD, refused_url, server
 from asyncworkers import loadgen
 from asyncworkers.loadgen import LoadConfig, Stage
-from asyncworkers.loadgen._recorder import Recorder
+from asyncworkers.loadgen._recorder import HIGHEST_US, LOWEST_US, Recorder, new_histogram, write
 from asyncworkers.loadgen._schedule import arrivals, stage_offsets
 
 __all__ = ["refused_url", "server"]  # fixtures, imported for pytest
@@ -206,6 +206,21 @@ def test_recorders_merge_exactly(latencies_us: list[list[int]]) -> None:
         for percentile in (50, 90, 99, 99.9, 100):
             assert a.get_value_at_percentile(percentile) == b.get_value_at_percentile(percentile)
     assert [s.requests for s in merged.timeline] == [s.requests for s in whole.timeline]
+
+
+@given(st.lists(st.integers(LOWEST_US, HIGHEST_US), min_size=1, max_size=200))
+def test_write_is_record_value(values: list[int]) -> None:
+    ours, theirs = new_histogram(), new_histogram()
+    for value in values:
+        write(ours, value)
+        theirs.record_value(value)
+    assert list(ours.counts) == list(theirs.counts)
+    assert (ours.total_count, ours.min_value, ours.max_value) == (
+        theirs.total_count,
+        theirs.min_value,
+        theirs.max_value,
+    )
+    assert ours.encode() == theirs.encode()
 
 
 @pytest.mark.parametrize(

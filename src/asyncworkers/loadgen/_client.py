@@ -86,20 +86,14 @@ def make_request(session: aiohttp.ClientSession, config: LoadConfig) -> RequestT
 
 
 class Budget:
-    """What the closed model's users share: the requests left to send, and the deadline."""
+    """What the closed model's users share: the requests left to send (``left``, counting
+    down; negative when there is no limit), and the deadline (unix time)."""
 
     __slots__ = ("deadline", "left")
 
     def __init__(self, requests: int | None, seconds: float | None) -> None:
-        self.left = requests if requests is not None else -1  # -1: no limit
+        self.left = requests if requests is not None else -1
         self.deadline = time.time() + seconds if seconds is not None else float("inf")
-
-    def take(self) -> bool:
-        """True when one more request may be sent (and count it)."""
-        if self.left == 0 or time.time() >= self.deadline:
-            return False
-        self.left -= 1
-        return True
 
 
 def make_user(
@@ -114,12 +108,15 @@ def make_user(
     benchmarks/loadgen.py, which measures both shapes).
     """
     request, method, url, body = session.request, config.method, URL(config.url), config.body
-    record, take, now = recorder.record, budget.take, time.time
+    record, now = recorder.record, time.time
 
     async def user(task_id: int, cfg: Any, task: Any, metadata: dict[str, Any]) -> None:
         outcome: int | str
-        while take():
+        while True:
             started = now()
+            if budget.left == 0 or started >= budget.deadline:
+                return
+            budget.left -= 1
             try:
                 async with request(method, url, data=body) as response:
                     await response.read()
