@@ -23,7 +23,15 @@ import asyncworkers as aw
 from _loadgen_helpers import HANG_GUARD, refused_url, server
 from asyncworkers import loadgen
 from asyncworkers.loadgen import LoadConfig, Stage
-from asyncworkers.loadgen._recorder import HIGHEST_US, LOWEST_US, Recorder, new_histogram, write
+from asyncworkers.loadgen._recorder import (
+    HIGHEST_US,
+    LOWEST_US,
+    Recorder,
+    count_index,
+    new_histogram,
+    settle,
+    write,
+)
 from asyncworkers.loadgen._schedule import arrivals, stage_offsets
 
 __all__ = ["refused_url", "server"]  # fixtures, imported for pytest
@@ -209,18 +217,30 @@ def test_recorders_merge_exactly(latencies_us: list[list[int]]) -> None:
 
 
 @given(st.lists(st.integers(LOWEST_US, HIGHEST_US), min_size=1, max_size=200))
-def test_write_is_record_value(values: list[int]) -> None:
-    ours, theirs = new_histogram(), new_histogram()
+def test_write_and_settle_are_record_value(values: list[int]) -> None:
+    ours, raw, theirs = new_histogram(), new_histogram(), new_histogram()
     for value in values:
         write(ours, value)
+        raw.counts[count_index(value)] += 1  # what Recorder.record does
         theirs.record_value(value)
-    assert list(ours.counts) == list(theirs.counts)
-    assert (ours.total_count, ours.min_value, ours.max_value) == (
-        theirs.total_count,
-        theirs.min_value,
-        theirs.max_value,
-    )
-    assert ours.encode() == theirs.encode()
+    settle(raw)
+    for histogram in (ours, raw):
+        assert list(histogram.counts) == list(theirs.counts)
+        assert (histogram.total_count, histogram.get_min_value(), histogram.get_max_value()) == (
+            theirs.total_count,
+            theirs.get_min_value(),
+            theirs.get_max_value(),
+        )
+        assert histogram.encode() == theirs.encode()
+        for percentile in (0, 50, 99, 100):
+            assert histogram.get_value_at_percentile(percentile) == theirs.get_value_at_percentile(
+                percentile
+            )
+
+
+def test_settle_of_an_empty_histogram() -> None:
+    histogram = settle(new_histogram())
+    assert histogram.total_count == 0 == histogram.get_max_value()
 
 
 @pytest.mark.parametrize(

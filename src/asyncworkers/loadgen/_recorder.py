@@ -1,16 +1,21 @@
 """What one process saw, in a form that merges exactly across processes.
 
 Latencies go into HDR histograms (the ``hdrhistogram`` package): integer microseconds with
-three significant figures, one histogram per second of the timeline, the whole run's being
-their sum (a write into a pure-Python histogram is the costliest step of recording a
-request, so each request is written once). A histogram is a fixed
-array of counts, so the histograms of several processes add up to exactly the histogram of
-the whole run, which percentiles never would. A process hands its :class:`Recorder` to the
-parent as :meth:`Recorder.dump` (plain data: counters and base64 histograms) and the parent
-:meth:`Recorder.merge` s them.
+three significant figures. A histogram is a fixed array of counts, so the histograms of
+several processes add up to exactly the histogram of the whole run, which percentiles never
+would. A process hands its :class:`Recorder` to the parent as :meth:`Recorder.dump` (plain
+data) and the parent :meth:`Recorder.merge` s them.
 
-Memory stays flat however long the run: only the current and the previous second of the
-timeline keep a live histogram; older seconds are kept compressed (a few dozen bytes).
+Recording is on every request's path, so it does as little as it can (measured with
+callgrind: hdrh's ``record_value`` plus plain counters cost ~11k instructions a request, a
+few percent of an aiohttp request). Each second of the timeline has a Counter of outcomes
+(status code or error kind) and a histogram; a request adds one to each, nothing else. The
+histogram's count is written straight into its array (hdrh's own bucket arithmetic, see
+:func:`write`); its total, min and max are settled from the array when the second is read
+or closed. The run's totals and its histogram are sums over the seconds.
+
+Memory stays flat however long the run: only the current and the previous second keep a
+live histogram; older ones are kept compressed (a few hundred bytes each).
 """
 
 from __future__ import annotations
@@ -22,7 +27,19 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-__all__ = ["ERROR_KINDS", "LATE_AFTER_S", "Recorder", "Second", "new_histogram", "write"]
+__all__ = [
+    "ERROR_KINDS",
+    "LATE_AFTER_S",
+    "Recorder",
+    "Second",
+    "count_index",
+    "is_error",
+    "new_histogram",
+    "settle",
+    "write",
+]
+
+Outcome = int | str  # a status code, or an error kind
 
 ERROR_KINDS = ("connect", "timeout", "http_4xx", "http_5xx", "other")
 
@@ -39,6 +56,18 @@ def new_histogram(significant_figures: int = 3) -> HdrHistogram:
     return HdrHistogram(LOWEST_US, HIGHEST_US, significant_figures)
 
 
+def is_error(outcome: Outcome) -> bool:
+    """True for an error kind and for a status code of 400 or more."""
+    return type(outcome) is not int or outcome >= 400
+
+
+def error_kind(outcome: Outcome) -> str:
+    """The report's error kind of an error outcome."""
+    if type(outcome) is int:
+        return "http_5xx" if outcome >= 500 else "http_4xx"
+    return str(outcome)
+
+
 def _micros(seconds: float) -> int:
     return min(max(int(seconds * 1_000_000), LOWEST_US), HIGHEST_US)
 
@@ -46,11 +75,33 @@ def _micros(seconds: float) -> int:
 # The layout of every histogram made by new_histogram(): hdrh's own bucket arithmetic
 # (histogram.py, _counts_index_for) needs only these four numbers.
 _LAYOUT = new_histogram()
-_MASK = _LAYOUT.sub_bucket_mask
-_SHIFT = _LAYOUT.unit_magnitude
-_HALF_MAGNITUDE = _LAYOUT.sub_bucket_half_count_magnitude
-_HALF_COUNT = _LAYOUT.sub_bucket_half_count
+_MASK: int = _LAYOUT.sub_bucket_mask
+_SHIFT: int = _LAYOUT.unit_magnitude
+_HALF_MAGNITUDE: int = _LAYOUT.sub_bucket_half_count_magnitude
+_HALF_COUNT: int = _LAYOUT.sub_bucket_half_count
 del _LAYOUT
+
+
+def count_index(micros: int) -> int:
+    """The index in a new_histogram()'s counts of ``LOWEST_US <= micros <= HIGHEST_US``:
+    hdrh's ``_counts_index_for`` (five Python calls and a ``bin()``), in one expression."""
+    bucket = (micros | _MASK).bit_length() - _SHIFT - _HALF_MAGNITUDE - 1
+    return ((bucket + 1) << _HALF_MAGNITUDE) + (micros >> (bucket + _SHIFT)) - _HALF_COUNT
+
+
+def settle(histogram: HdrHistogram) -> HdrHistogram:
+    """Set a histogram's total, min and max from its counts array (after counts were
+    written straight into it), the way hdrh does after decoding one."""
+    raw = bytes(histogram.counts)  # 8-byte little-endian counts; C-speed scans below
+    size = histogram.word_size
+    last = len(raw.rstrip(b"\0"))
+    if last == 0:
+        histogram.total_count, histogram.min_value, histogram.max_value = 0, 2**63 - 1, 0
+        return histogram
+    first = len(raw) - len(raw.lstrip(b"\0"))
+    total = sum(histogram.counts[first // size : (last - 1) // size + 1])
+    histogram.set_internal_tacking_values(first // size, (last - 1) // size, total)
+    return histogram
 
 
 def write(histogram: HdrHistogram, micros: int) -> None:
@@ -61,9 +112,7 @@ def write(histogram: HdrHistogram, micros: int) -> None:
     value; on a load run that is a good share of the client's own work per request. This is
     the same arithmetic with ``int.bit_length()``; a test checks it against record_value.
     """
-    bucket = (micros | _MASK).bit_length() - _SHIFT - _HALF_MAGNITUDE - 1
-    index = ((bucket + 1) << _HALF_MAGNITUDE) + (micros >> (bucket + _SHIFT)) - _HALF_COUNT
-    histogram.counts[index] += 1
+    histogram.counts[count_index(micros)] += 1
     histogram.total_count += 1
     if micros < histogram.min_value:
         histogram.min_value = micros
@@ -73,73 +122,71 @@ def write(histogram: HdrHistogram, micros: int) -> None:
 
 @dataclass
 class Second:
-    """One second of the timeline: requests that ended in it, errors, their latencies."""
+    """One second of the timeline: the outcomes of the requests that ended in it (status
+    code or error kind -> count), and their latencies."""
 
-    requests: int = 0
-    errors: int = 0
+    outcomes: Counter[Outcome] = field(default_factory=Counter)
     latency: HdrHistogram | None = None  # live while the second is recent
     encoded: str | None = None  # compressed once it is not
 
+    @property
+    def requests(self) -> int:
+        return sum(self.outcomes.values())
+
+    @property
+    def errors(self) -> int:
+        return sum(n for outcome, n in self.outcomes.items() if is_error(outcome))
+
     def histogram(self) -> HdrHistogram:
-        """The second's latency histogram (decoded when it was compressed)."""
+        """The second's latency histogram, settled (decoded when it was compressed)."""
         if self.latency is not None:
-            return self.latency
+            return settle(self.latency)
         if self.encoded is not None:
             return HdrHistogram.decode(self.encoded)
         return new_histogram()
 
     def compress(self) -> None:
         if self.latency is not None:
-            self.encoded = self.latency.encode().decode("ascii")
+            self.encoded = settle(self.latency).encode().decode("ascii")
             self.latency = None
 
 
 @dataclass
 class Recorder:
-    """Counts, latency histograms and a per-second timeline of one run (or of several
+    """Outcomes, latency histograms and a per-second timeline of one run (or of several
     merged). ``started_at``/``ended_at`` are unix times; the timeline's second *i* holds the
-    requests that ended *i* to *i+1* seconds after ``started_at``."""
+    requests that ended *i* to *i+1* seconds after ``started_at``. ``corrected`` (latency
+    from the intended send in the open model, else from the send) is complete once
+    :meth:`finish` ran; ``uncorrected`` (open model: from the actual send) as it goes."""
 
     started_at: float
     open_model: bool
     ended_at: float | None = None
-    requests: int = 0
-    ok: int = 0
     late_sends: int = 0
     first_intended: float | None = None
     last_sent: float = 0.0
     achieved_rate: float = 0.0  # open model, set by finish(); merged runs add theirs
-    status_codes: Counter[int] = field(default_factory=Counter)
-    errors_by_kind: Counter[str] = field(default_factory=Counter)
     corrected: HdrHistogram = field(default_factory=new_histogram)
     uncorrected: HdrHistogram = field(default_factory=new_histogram)
     timeline: list[Second] = field(default_factory=list)
-    # The newest second of the timeline, where nearly every request lands.
-    _current: Second = field(default_factory=Second, init=False, repr=False, compare=False)
-    _current_index: int = field(default=-(2**63), init=False, repr=False, compare=False)
+    # The newest second, where nearly every request lands: its index, outcomes and counts.
+    _index: int = field(default=-(2**63), init=False, repr=False, compare=False)
+    _outcomes: Counter[Outcome] = field(
+        default_factory=Counter, init=False, repr=False, compare=False
+    )
+    _counts: Any = field(default=None, init=False, repr=False, compare=False)
 
     def record(
-        self, outcome: int | str, started_at: float, ended_at: float, intended_at: float | None
+        self, outcome: Outcome, started_at: float, ended_at: float, intended_at: float | None
     ) -> None:
         """One finished request: its status code (or error kind), when it was sent and
         when it ended, and when it was meant to be sent (None in the closed model)."""
-        self.requests += 1
-        failed = True
-        if type(outcome) is int:
-            self.status_codes[outcome] += 1
-            if outcome < 400:
-                failed = False
-                self.ok += 1
-            else:
-                self.errors_by_kind["http_5xx" if outcome >= 500 else "http_4xx"] += 1
-        else:
-            self.errors_by_kind[outcome] += 1  # type: ignore[index]
         if intended_at is None:
-            corrected = int((ended_at - started_at) * 1_000_000)
+            micros = int((ended_at - started_at) * 1_000_000)
         else:
             # The loop's timers may fire a little early (uvloop rounds to 1 ms): a request
             # sent before its time is measured from its send, never from a later instant.
-            corrected = int((ended_at - min(intended_at, started_at)) * 1_000_000)
+            micros = int((ended_at - min(intended_at, started_at)) * 1_000_000)
             write(self.uncorrected, _micros(ended_at - started_at))
             if started_at - intended_at > LATE_AFTER_S:
                 self.late_sends += 1
@@ -147,73 +194,97 @@ class Recorder:
                 self.first_intended = intended_at
             if started_at > self.last_sent:
                 self.last_sent = started_at
-        if corrected < LOWEST_US:
-            corrected = LOWEST_US
-        elif corrected > HIGHEST_US:
-            corrected = HIGHEST_US
-        # One histogram write per request (they are the costly part): into the second's
-        # histogram only; the whole run's is their sum, made by finish().
+        if micros < LOWEST_US:
+            micros = LOWEST_US
+        elif micros > HIGHEST_US:
+            micros = HIGHEST_US
         index = int(ended_at - self.started_at)
-        second = self._current if index == self._current_index else self._second(index)
-        second.requests += 1
-        second.errors += failed
-        if second.latency is None:  # a second already compressed (the clock stepped back)
+        if index != self._index:
+            self._enter(index)
+        self._outcomes[outcome] += 1
+        self._counts[count_index(micros)] += 1
+
+    def _enter(self, index: int) -> None:
+        """Make second *index* the one requests are recorded into."""
+        timeline = self.timeline
+        index = max(index, 0)
+        if index >= len(timeline):
+            # Seconds before the previous one get no more requests: compress them. Seconds
+            # skipped over (nothing ended in them) stay empty, without a histogram.
+            start = max(0, len(timeline) - 2)
+            while len(timeline) <= index:
+                timeline.append(Second())
+            for old in timeline[start : index - 1]:
+                old.compress()
+        second = timeline[index]
+        if second.latency is None:  # new, or compressed already (the clock stepped back)
             second.latency, second.encoded = second.histogram(), None
-        write(second.latency, corrected)
+        self._index, self._outcomes, self._counts = index, second.outcomes, second.latency.counts
 
     def finish(self, ended_at: float, target_rate: float | None) -> None:
-        """Close the run at *ended_at*; in the open model work out the achieved send rate:
-        requests over the span from the first intended send to the last actual one, plus
-        one interval (n sends on time at rate r span (n-1)/r)."""
+        """Close the run at *ended_at*: the whole run's histogram from the seconds', and in
+        the open model the achieved send rate: requests over the span from the first
+        intended send to the last actual one, plus one interval (n sends on time at rate r
+        span (n-1)/r)."""
         self.ended_at = ended_at
         self.corrected = new_histogram()
         for second in self.timeline:
             self.corrected.add(second.histogram())
-        if target_rate and self.first_intended is not None and self.requests:
+        requests = self.requests
+        if target_rate and self.first_intended is not None and requests:
             span = max(self.last_sent - self.first_intended, 0.0) + 1 / target_rate
-            self.achieved_rate = self.requests / span
+            self.achieved_rate = requests / span
 
-    def _second(self, index: int) -> Second:
-        timeline = self.timeline
-        if index < len(timeline):
-            return timeline[max(index, 0)]
-        index = max(index, 0)
-        self._current_index = index
-        # Seconds before the previous one get no more requests: compress them. Seconds
-        # skipped over (nothing ended in them) stay empty, without a histogram.
-        start = max(0, len(timeline) - 2)
-        while len(timeline) <= index:
-            timeline.append(Second())
-        for old in timeline[start : index - 1]:
-            old.compress()
-        for recent in timeline[max(index - 1, 0) : index + 1]:
-            if recent.latency is None and recent.encoded is None:
-                recent.latency = new_histogram()
-        self._current = timeline[index]
-        return self._current
+    # -- totals: sums over the timeline ------------------------------------------------------
+
+    def outcomes(self) -> Counter[Outcome]:
+        """Every outcome of the run, counted."""
+        total: Counter[Outcome] = Counter()
+        for second in self.timeline:
+            total.update(second.outcomes)
+        return total
+
+    @property
+    def requests(self) -> int:
+        return sum(second.requests for second in self.timeline)
 
     @property
     def errors(self) -> int:
-        return self.requests - self.ok
+        return sum(second.errors for second in self.timeline)
+
+    @property
+    def ok(self) -> int:
+        return self.requests - self.errors
+
+    @property
+    def status_codes(self) -> Counter[int]:
+        """Responses by status code."""
+        return Counter({k: n for k, n in self.outcomes().items() if isinstance(k, int)})
+
+    @property
+    def errors_by_kind(self) -> Counter[str]:
+        """Failed requests by kind: connect, timeout, http_4xx, http_5xx, other."""
+        kinds: Counter[str] = Counter()
+        for outcome, n in self.outcomes().items():
+            if is_error(outcome):
+                kinds[error_kind(outcome)] += n
+        return kinds
 
     # -- between processes -----------------------------------------------------------------
 
     def dump(self) -> dict[str, Any]:
-        """Plain data (ints, strs, lists) that :meth:`load` turns back into a Recorder."""
+        """Plain data (numbers, strings, lists) that :meth:`load` turns back into a
+        Recorder."""
         return {
             "started_at": self.started_at,
             "ended_at": self.ended_at,
             "open_model": self.open_model,
-            "requests": self.requests,
-            "ok": self.ok,
             "late_sends": self.late_sends,
             "achieved_rate": self.achieved_rate,
-            "status_codes": dict(self.status_codes),
-            "errors_by_kind": dict(self.errors_by_kind),
             "corrected": self.corrected.encode().decode("ascii"),
             "uncorrected": self.uncorrected.encode().decode("ascii"),
             "timeline": [
-                [s.requests, s.errors, s.histogram().encode().decode("ascii")]
+                [list(s.outcomes.items()), s.histogram().encode().decode("ascii")]
                 for s in self.timeline
             ],
         }
@@ -225,21 +296,20 @@ class Recorder:
             started_at=data["started_at"],
             ended_at=data["ended_at"],
             open_model=data["open_model"],
-            requests=data["requests"],
-            ok=data["ok"],
             late_sends=data["late_sends"],
             achieved_rate=data["achieved_rate"],
-            status_codes=Counter({int(k): v for k, v in data["status_codes"].items()}),
-            errors_by_kind=Counter(data["errors_by_kind"]),
             corrected=HdrHistogram.decode(data["corrected"]),
             uncorrected=HdrHistogram.decode(data["uncorrected"]),
-            timeline=[Second(r, e, encoded=h) for r, e, h in data["timeline"]],
+            timeline=[
+                Second(Counter(dict(outcomes)), encoded=encoded)
+                for outcomes, encoded in data["timeline"]
+            ],
         )
 
     @classmethod
     def merge(cls, parts: list[Recorder]) -> Recorder:
-        """One Recorder for several processes' runs: counts and histograms added exactly,
-        timelines added second by second (each from its own process's start)."""
+        """One Recorder for several processes' finished runs: histograms and outcomes
+        added exactly, timelines added second by second (each from its own start)."""
         if not parts:
             raise ValueError("merge needs at least one Recorder")
         # The processes start a little apart and their timelines count from their own
@@ -253,23 +323,17 @@ class Recorder:
             ended_at=started_at + max(lengths) if lengths else None,
         )
         for part in parts:
-            total.requests += part.requests
-            total.ok += part.ok
             total.late_sends += part.late_sends
             total.achieved_rate += part.achieved_rate
-            total.status_codes.update(part.status_codes)
-            total.errors_by_kind.update(part.errors_by_kind)
             total.corrected.add(part.corrected)
             total.uncorrected.add(part.uncorrected)
-        seconds = max(len(p.timeline) for p in parts)
-        for index in range(seconds):
+        for index in range(max(len(p.timeline) for p in parts)):
             merged = Second(latency=new_histogram())
+            assert merged.latency is not None
             for part in parts:
                 if index < len(part.timeline):
                     second = part.timeline[index]
-                    merged.requests += second.requests
-                    merged.errors += second.errors
-                    assert merged.latency is not None
+                    merged.outcomes.update(second.outcomes)
                     merged.latency.add(second.histogram())
             merged.compress()
             total.timeline.append(merged)
