@@ -8,11 +8,12 @@ data) and the parent :meth:`Recorder.merge` s them.
 
 Recording is on every request's path, so it does as little as it can (measured with
 callgrind: hdrh's ``record_value`` plus plain counters cost ~11k instructions a request, a
-few percent of an aiohttp request). Each second of the timeline has a Counter of outcomes
-(status code or error kind) and a histogram; a request adds one to each, nothing else. The
-histogram's count is written straight into its array (hdrh's own bucket arithmetic, see
-:func:`write`); its total, min and max are settled from the array when the second is read
-or closed. The run's totals and its histogram are sums over the seconds.
+few percent of an aiohttp request's ~290k). Each second of the timeline has a Counter of
+outcomes (status code or error kind) and a histogram; a request adds one to each, nothing
+else. The histogram's count goes into a plain list at the index hdrh's own arithmetic gives
+(:func:`count_index`); the list is copied into the histogram, and its total, min and max
+settled, when the second is read or closed. The run's totals and its histogram are sums
+over the seconds.
 
 Memory stays flat however long the run: only the current and the previous second keep a
 live histogram; older ones are kept compressed (a few hundred bytes each).
@@ -82,11 +83,17 @@ _HALF_COUNT: int = _LAYOUT.sub_bucket_half_count
 del _LAYOUT
 
 
+# With a lowest value of 1 (unit magnitude 0), hdrh's index arithmetic folds into this.
+if _SHIFT != 0 or _HALF_COUNT != 1 << _HALF_MAGNITUDE:  # a new hdrh layout: fail loudly
+    raise ImportError(f"unexpected hdrhistogram layout: {_SHIFT=}, {_HALF_COUNT=}")
+_BITS = _HALF_MAGNITUDE + 1
+
+
 def count_index(micros: int) -> int:
     """The index in a new_histogram()'s counts of ``LOWEST_US <= micros <= HIGHEST_US``:
-    hdrh's ``_counts_index_for`` (five Python calls and a ``bin()``), in one expression."""
-    bucket = (micros | _MASK).bit_length() - _SHIFT - _HALF_MAGNITUDE - 1
-    return ((bucket + 1) << _HALF_MAGNITUDE) + (micros >> (bucket + _SHIFT)) - _HALF_COUNT
+    hdrh's ``_counts_index_for`` (five Python calls and a ``bin()``) in one expression."""
+    bucket = (micros | _MASK).bit_length() - _BITS
+    return (bucket << _HALF_MAGNITUDE) + (micros >> bucket)
 
 
 def settle(histogram: HdrHistogram) -> HdrHistogram:
@@ -126,8 +133,9 @@ class Second:
     code or error kind -> count), and their latencies."""
 
     outcomes: Counter[Outcome] = field(default_factory=Counter)
-    latency: HdrHistogram | None = None  # live while the second is recent
-    encoded: str | None = None  # compressed once it is not
+    latency: HdrHistogram | None = None  # live while the second is recent...
+    raw: list[int] | None = None  # ...with its counts written here (a list is quicker)
+    encoded: str | None = None  # compressed once it is not recent
 
     @property
     def requests(self) -> int:
@@ -137,9 +145,18 @@ class Second:
     def errors(self) -> int:
         return sum(n for outcome, n in self.outcomes.items() if is_error(outcome))
 
+    def open(self) -> list[int]:
+        """Make the second live (again); its raw counts, to write into."""
+        if self.raw is None:
+            self.latency, self.encoded = self.histogram(), None
+            self.raw = list(self.latency.counts)
+        return self.raw
+
     def histogram(self) -> HdrHistogram:
         """The second's latency histogram, settled (decoded when it was compressed)."""
         if self.latency is not None:
+            if self.raw is not None:
+                self.latency.counts[:] = self.raw
             return settle(self.latency)
         if self.encoded is not None:
             return HdrHistogram.decode(self.encoded)
@@ -147,8 +164,8 @@ class Second:
 
     def compress(self) -> None:
         if self.latency is not None:
-            self.encoded = settle(self.latency).encode().decode("ascii")
-            self.latency = None
+            self.encoded = self.histogram().encode().decode("ascii")
+            self.latency = self.raw = None
 
 
 @dataclass
@@ -174,7 +191,7 @@ class Recorder:
     _outcomes: Counter[Outcome] = field(
         default_factory=Counter, init=False, repr=False, compare=False
     )
-    _counts: Any = field(default=None, init=False, repr=False, compare=False)
+    _counts: list[int] = field(default_factory=list, init=False, repr=False, compare=False)
 
     def record(
         self, outcome: Outcome, started_at: float, ended_at: float, intended_at: float | None
@@ -202,7 +219,8 @@ class Recorder:
         if index != self._index:
             self._enter(index)
         self._outcomes[outcome] += 1
-        self._counts[count_index(micros)] += 1
+        bucket = (micros | _MASK).bit_length() - _BITS  # count_index(), inlined
+        self._counts[(bucket << _HALF_MAGNITUDE) + (micros >> bucket)] += 1
 
     def _enter(self, index: int) -> None:
         """Make second *index* the one requests are recorded into."""
@@ -217,9 +235,7 @@ class Recorder:
             for old in timeline[start : index - 1]:
                 old.compress()
         second = timeline[index]
-        if second.latency is None:  # new, or compressed already (the clock stepped back)
-            second.latency, second.encoded = second.histogram(), None
-        self._index, self._outcomes, self._counts = index, second.outcomes, second.latency.counts
+        self._index, self._outcomes, self._counts = index, second.outcomes, second.open()
 
     def finish(self, ended_at: float, target_rate: float | None) -> None:
         """Close the run at *ended_at*: the whole run's histogram from the seconds', and in
