@@ -148,8 +148,12 @@ class Second:
     def open(self) -> list[int]:
         """Make the second live (again); its raw counts, to write into."""
         if self.raw is None:
-            self.latency, self.encoded = self.histogram(), None
-            self.raw = list(self.latency.counts)
+            if self.latency is None and self.encoded is None:  # new: all zeros, quickly
+                self.latency = new_histogram()
+                self.raw = [0] * self.latency.counts_len
+            else:  # compressed already (the clock stepped back): reopen it
+                self.latency, self.encoded = self.histogram(), None
+                self.raw = list(self.latency.counts)
         return self.raw
 
     def histogram(self) -> HdrHistogram:
