@@ -19,12 +19,15 @@ in its own process for ``--seconds`` and reports the requests it completed:
   thread (its usual shape);
 - ``wrk``: ``wrk -t1 -c c`` when installed, the ceiling (C, one thread).
 
-Then the open model: ``asyncworkers load`` at 50% of its own closed-model rate of this run;
-figure: achieved rate within 1% of the target.
+And the open model: right after each round's closed ``asyncworkers load`` run, the same at
+50% of the rate that run got (a pair sees the same machine: on a shared machine the load
+swings 2x within a minute); figure: achieved rate within 1% of the target, best round.
 
 Figures (from the issue): asyncworkers load >= 0.95x the hand loop, >= 10x
-worker-dispatcher. Peers run in a shuffled order each round, ``--rounds`` rounds, the best
-round of each kept.
+worker-dispatcher, in requests/s. Peers run in a shuffled order each round, ``--rounds``
+rounds, the best round of each kept. Beside requests/s, each client's CPU time per request
+(process CPU over the measured window, the least of the rounds): the figure least moved by
+other load on a shared machine, where requests/s swing 2x between rounds.
 
 Run: ``python benchmarks/loadgen.py [--seconds 5] [--concurrency 32] [--rounds 2]
 [--server nginx|aiohttp] [--json PATH]``. Needs the ``bench`` extra. Timings compare the
@@ -336,6 +339,7 @@ def bench(args: argparse.Namespace) -> int:
     peers = [n for n in CLIENTS if n != "wrk" or shutil.which("wrk")]
     best: dict[str, dict[str, Any]] = {}
     cpu_us: dict[str, float] = {}  # the least CPU per request of any round
+    open_result: dict[str, Any] | None = None  # the open-model run closest to its target
     with server(kind) as (url, label):
         console.print(
             f"server: {label}; clients pinned to core {CLIENT_CORE}; concurrency "
@@ -354,10 +358,22 @@ def bench(args: argparse.Namespace) -> int:
                 if name not in best or result["rps"] > best[name]["rps"]:
                     best[name] = result
                 cpu_us[name] = min(cpu_us.get(name, float("inf")), result["cpu_us"])
-        target = 0.5 * best["asyncworkers load"]["rps"]
-        open_result = run_client(
-            "asyncworkers load", url, args.concurrency, args.seconds, rate=target
-        )
+                if name == "asyncworkers load":
+                    # The open model right after, at half of what this round's closed run
+                    # got: the pair sees the same machine (its load swings 2x in a minute).
+                    target = 0.5 * result["rps"]
+                    opened = run_client(name, url, args.concurrency, args.seconds, rate=target)
+                    opened["target"] = target
+                    opened["error"] = abs(opened["achieved_rate"] - target) / target
+                    console.print(
+                        f"  round {round_ + 1}: {'  open model':24} "
+                        f"{opened['achieved_rate']:>10,.0f} req/s of {target:,.0f}, off by "
+                        f"{100 * opened['error']:.2f}%, late sends {opened['late_sends']}",
+                        highlight=False,
+                    )
+                    if open_result is None or opened["error"] < open_result["error"]:
+                        open_result = opened
+        assert open_result is not None
     ours = best["asyncworkers load"]["rps"]
     table = Table(
         title=f"HTTP load on 127.0.0.1 against {kind}, closed model, c={args.concurrency}"
@@ -384,8 +400,11 @@ def bench(args: argparse.Namespace) -> int:
     )
     vs_hand = ours / best["hand loop"]["rps"]
     vs_wd = ours / best["worker-dispatcher"]["rps"]
-    achieved = open_result["achieved_rate"]
-    open_error = abs(achieved - target) / target
+    achieved, target, open_error = (
+        open_result["achieved_rate"],
+        open_result["target"],
+        open_result["error"],
+    )
     checks = [
         (f"closed model vs hand loop {vs_hand:.3f}x (>= {MIN_VS_HAND})", vs_hand >= MIN_VS_HAND),
         (
@@ -393,7 +412,8 @@ def bench(args: argparse.Namespace) -> int:
             vs_wd >= MIN_VS_WORKER_DISPATCHER,
         ),
         (
-            f"open model at {target:,.0f} req/s (50% of closed): achieved {achieved:,.1f}, "
+            f"open model at {target:,.0f} req/s (50% of its round's closed figure; the best "
+            f"round): achieved {achieved:,.1f}, "
             f"off by {100 * open_error:.2f}% (<= 1%); late sends {open_result['late_sends']}, "
             f"p99 {open_result['p99_ms']:.2f} ms",
             open_error <= MAX_OPEN_ERROR,
