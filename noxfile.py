@@ -53,5 +53,6 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/inproc.py")
     session.run("python", "benchmarks/bridges.py")
     session.run("python", "benchmarks/sync.py")
+    session.run("python", "benchmarks/dispatch.py")
     # HTTP load against nginx (apt-get install nginx-light wrk) or an aiohttp server.
     session.run("python", "benchmarks/loadgen.py")

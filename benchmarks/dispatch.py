@@ -231,7 +231,7 @@ def main() -> None:
     table.add_row("compat get_tps", f"{ours_s:.3f}", str(ours["tps"]),
                   str(ours["peak"].get("tps")))  # fmt: skip
     console.print(table)
-    console.print(f"same report: {real == ours}; speed-up {real_s / ours_s:.0f}x")
+    console.print(f"same report: {real == ours}; speed-up {real_s / ours_s:.1f}x")
 
     seconds = 1.0 if args.quick else 3.0
     table = Table(title=f"4. open model, trivial tasks for {seconds:g} s (uvloop)")

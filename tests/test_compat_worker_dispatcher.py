@@ -317,7 +317,6 @@ def test_runtime_stops_dispatching_in_frequency_mode(capsys: pytest.CaptureFixtu
 
 
 async def test_an_async_task_function_runs_on_the_loop_too() -> None:
-    # start() is sync; called from a thread here, since a loop is running in this one.
     import asyncio
 
     async def each_task(id: Any, config: Any, task: Any, metadata: Any) -> Any:
@@ -326,6 +325,9 @@ async def test_an_async_task_function_runs_on_the_loop_too() -> None:
 
     config = {"task": {"list": 3, "function": each_task}, "verbose": False}
     assert await asyncio.to_thread(worker_dispatcher.start, config) == [2, 4, 6]
+    # Called right here, with this thread's loop running (a notebook): it blocks, as
+    # worker-dispatcher does, and works.
+    assert worker_dispatcher.start(config) == [2, 4, 6]
 
 
 # -- configuration and get_tps odds and ends -----------------------------------------------

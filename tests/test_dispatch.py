@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import _dispatch_funcs as df
 import asyncworkers as aw
@@ -297,6 +299,14 @@ async def test_a_full_cap_makes_starts_late_without_moving_the_later_ones() -> N
     assert report.results == list(range(1, 11))
 
 
+async def test_waiting_for_the_cap_is_a_late_start_however_short() -> None:
+    # 10 million a second: every task is due before the one ahead of it (one slot) ends.
+    with no_hang():
+        report = await aw.dispatch(echo, 20, rate=1e7, workers=1)
+    assert report.late_starts in (19, 20)  # all but the first waited for the slot
+    assert report.completed == 20
+
+
 async def test_start_times_are_the_intended_offsets() -> None:
     offsets = [0.0, 0.0, 0.01, 0.02, 0.02]
     with no_hang():
@@ -538,6 +548,40 @@ def test_tps_intervals_and_the_sustained_peak_from_a_timeline() -> None:
     assert half.intervals == [pytest.approx(v) for v in (10, 10, 50, 50, 10, 10)]
 
 
+@given(
+    timeline=st.lists(st.integers(min_value=0, max_value=50), min_size=1, max_size=80),
+    window_steps=st.integers(min_value=1, max_value=30),
+    interval_steps=st.integers(min_value=1, max_value=30),
+)
+def test_tps_peak_is_the_best_window_and_intervals_add_up(
+    timeline: list[int], window_steps: int, interval_steps: int
+) -> None:
+    from asyncworkers._dispatch._report import STEP, throughput
+
+    duration = len(timeline) * STEP
+    tps = throughput(
+        timeline,
+        started_at=0.0,
+        duration=duration,
+        interval=interval_steps * STEP,
+        window=window_steps * STEP,
+    )
+    if len(timeline) <= window_steps:
+        assert tps.peak == pytest.approx(sum(timeline) / duration)
+    else:  # brute force: every window of window_steps buckets
+        sums = [
+            sum(timeline[i : i + window_steps]) for i in range(len(timeline) - window_steps + 1)
+        ]
+        assert tps.peak == pytest.approx(max(sums) / (window_steps * STEP))
+        first = sums.index(max(sums))  # the earliest of equals
+        assert tps.peak_started_at == pytest.approx(first * STEP)
+    lengths = [min(interval_steps * STEP, duration - i * interval_steps * STEP)
+               for i in range(len(tps.intervals))]  # fmt: skip
+    assert sum(r * n for r, n in zip(tps.intervals, lengths, strict=True)) == pytest.approx(
+        sum(timeline)
+    )
+
+
 def test_tps_of_a_run_shorter_than_the_window_is_the_run_itself() -> None:
     from asyncworkers._dispatch._report import throughput
 
@@ -696,3 +740,22 @@ async def test_the_report_repr_does_not_grow_with_the_tasks() -> None:
     text = repr(report)
     assert "completed=2000" in text
     assert len(text) < 400
+
+
+async def test_a_slow_async_on_done_holds_its_task_slot() -> None:
+    # Callbacks must not pile up behind fast tasks: in flight = tasks + their callbacks.
+    busy = 0
+    most = 0
+
+    async def slow_done(task_id: int, config: Any, result: Any, log: aw.TaskLog) -> Any:
+        nonlocal busy, most
+        busy += 1
+        most = max(most, busy)
+        await asyncio.sleep(0.001)
+        busy -= 1
+        return result
+
+    with no_hang():
+        report = await aw.dispatch(echo, 60, workers=3, on_done=slow_done)
+    assert report.completed == 60
+    assert most <= 3

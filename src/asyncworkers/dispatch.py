@@ -12,7 +12,7 @@ from typing import Any, Literal
 from ._core._runtime import Runtime
 from ._core._signals import run
 from ._dispatch._engine import Dispatcher
-from ._dispatch._log import TaskLog, is_failure
+from ._dispatch._log import TaskLog, http_status, is_failure
 from ._dispatch._options import make_plan
 from ._dispatch._report import Report, Throughput
 from ._dispatch._schedule import LATE_AFTER
@@ -24,6 +24,7 @@ __all__ = [
     "Throughput",
     "dispatch",
     "dispatch_sync",
+    "http_status",
     "is_failure",
 ]
 
@@ -56,8 +57,9 @@ async def dispatch(
         tasks always in flight, a new one starting as one ends.
     :param rate: tasks started per second (open model): task *i* is meant to start at
         ``i / rate`` seconds, whatever the completions; a task behind its time starts at
-        once, without moving the times of the others. A start more than 5 ms late (the
-        loop was behind, or *workers* tasks were in flight) counts in ``late_starts``.
+        once, without moving the times of the others. A task that waited for a free slot
+        (*workers* tasks in flight at its time) or started more than 5 ms after its time
+        counts in ``late_starts``.
     :param start_times: the open model's general form: one offset in seconds from the start
         per task, non-decreasing (a list, or any iterable, read as the dispatch goes; when
         it ends, the tasks left are undispatched). Not with *rate*.
@@ -65,7 +67,8 @@ async def dispatch(
         counted as undispatched, the ones in flight are awaited and reported.
     :param kind: None (by the function), ``"async"``, ``"thread"`` or ``"process"``.
     :param on_done: ``on_done(id, config, result, log)`` after each task that completed
-        (sync or async); its return value replaces the result. An exception it raises
+        (sync, on the loop, or async; the task holds its slot until it ends); its return
+        value replaces the result (return *result* to keep it). An exception it raises
         becomes the result.
     :param on_all_done: the same, for each completed task in task order, once all are done.
     :param progress: show a live progress bar on stderr.

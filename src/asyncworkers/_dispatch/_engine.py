@@ -40,6 +40,7 @@ class Dispatcher:
         self._sync_on_done = plan.on_done is not None and not is_coroutine_callable(plan.on_done)
         self._in_flight: dict[int, aw.Job[Outcome]] = {}  # by index (task id - 1)
         self._intended: dict[int, float] = {}  # open model: intended unix start, by index
+        self._capped: set[int] = set()  # open model: tasks that waited for a free slot
         self._on_job_end = self._ended  # bound once: one done-callback per job
         self._room: asyncio.Future[None] | None = None  # the feeder waits for a free slot
         self._idle: asyncio.Future[None] | None = None  # the drain waits for the last job
@@ -52,25 +53,29 @@ class Dispatcher:
 
     async def run(self) -> Report:
         plan = self._plan
-        self._t0, started_at = time.monotonic(), time.time()
-        self._tally = Tally(started_at, plan.record)
         with ProgressLine(plan.total, enabled=plan.progress) as self._progress:
             if plan.runtime is not None:
-                await self._run_on(plan.runtime)
+                ended_at = await self._run_on(plan.runtime)
             else:
                 processes = plan.workers if plan.kind == "process" else None
                 async with aw.Runtime(
                     plan.workers, threads=plan.workers, processes=processes
                 ) as rt:
-                    await self._run_on(rt)
-        ended_at = time.time()
+                    ended_at = await self._run_on(rt)
         if plan.on_all_done is not None:
             await self._call_on_all_done(plan.on_all_done)
         return self._tally.report(plan.total, ended_at)
 
     # -- feeding -------------------------------------------------------------------------
 
-    async def _run_on(self, rt: aw.Runtime) -> None:
+    async def _run_on(self, rt: aw.Runtime) -> float:
+        """Feed *rt* and wait for the last task; returns when that was (unix time).
+
+        The clock starts here, with the runtime up: the schedule's origin, the report's
+        ``started_at``; starting and stopping a runtime is not the dispatch's time.
+        """
+        self._t0, started_at = time.monotonic(), time.time()
+        self._tally = Tally(started_at, self._plan.record)
         error: BaseException | None = None
         try:
             async with anyio.create_task_group() as self._tg:
@@ -88,6 +93,7 @@ class Dispatcher:
         if error is not None:
             self._stop(f"the dispatch stopped on {type(error).__name__}")
             raise error
+        return time.time()
 
     async def _feed(self, rt: aw.Runtime) -> None:
         plan = self._plan
@@ -112,6 +118,8 @@ class Dispatcher:
             if len(self._in_flight) >= cap:
                 await self._free_slot(cap)
                 streak = 0
+                if intended is not None:  # the cap held it back: late, however little
+                    self._capped.add(index)
             elif streak >= _FAIR_STREAK:
                 await asyncio.sleep(0)  # tasks never made us wait: let the loop run
                 streak = 0
@@ -156,21 +164,18 @@ class Dispatcher:
 
     def _ended(self, job: aw.Job[Outcome]) -> None:
         index = job.args[1] - 1  # the task id, an argument of the wrapper
-        del self._in_flight[index]
         intended = self._intended.pop(index, None) if self._intended else None
-        if self._room is not None and not self._room.done():
-            self._room.set_result(None)
-        if self._idle is not None and not self._in_flight and not self._idle.done():
-            self._idle.set_result(None)
         log, completed = self._log(index, intended, job)
-        if log is None:
-            return  # fatal: the dispatch stops
-        started = log.started_at
-        if intended is not None and started is not None and started - intended > LATE_AFTER:
+        if log is None:  # fatal: the dispatch stops
+            self._release(index)
+            return
+        if intended is not None and self._late(index, intended, log.started_at):
             self._tally.late_starts += 1
         on_done = self._plan.on_done
         if completed and on_done is not None and not self._stopping:
             if not self._sync_on_done:
+                # The task keeps its slot until its on_done ends: slow callbacks slow the
+                # dispatch down instead of piling up.
                 assert self._tg is not None
                 self._tg.start_soon(self._on_done_async, on_done, index, log)
                 return
@@ -180,9 +185,28 @@ class Dispatcher:
                 log.result = exc
             except BaseException as exc:
                 self._fail(exc)
+                self._release(index)
                 return
             log.ok = not is_failure(log.result)
         self._record(index, log, completed)
+        self._release(index)
+
+    def _late(self, index: int, intended: float, started: float | None) -> bool:
+        """Late: it waited for a free slot, or started more than LATE_AFTER after its time."""
+        if self._capped:
+            capped = index in self._capped
+            self._capped.discard(index)
+            if capped:
+                return True
+        return started is not None and started - intended > LATE_AFTER
+
+    def _release(self, index: int) -> None:
+        """The task's slot is free: wake the feeder, or the drain after the last one."""
+        del self._in_flight[index]
+        if self._room is not None and not self._room.done():
+            self._room.set_result(None)
+        if self._idle is not None and not self._in_flight and not self._idle.done():
+            self._idle.set_result(None)
 
     def _log(
         self, index: int, intended: float | None, job: aw.Job[Outcome]
@@ -217,12 +241,15 @@ class Dispatcher:
         except Exception as exc:
             log.result = exc
         except asyncio.CancelledError:
+            self._release(index)
             raise
         except BaseException as exc:
             self._fail(exc)
+            self._release(index)
             return
         log.ok = not is_failure(log.result)
         self._record(index, log, True)
+        self._release(index)
 
     def _fail(self, error: BaseException) -> None:
         """A task or callback raised a BaseException (KeyboardInterrupt...): stop, re-raise."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["TaskLog", "is_failure"]
+__all__ = ["TaskLog", "http_status", "is_failure"]
 
 # Result types that are never an HTTP response: no attribute lookup for them.
 _PLAIN = frozenset((bool, int, float, str, bytes, list, dict, tuple, type(None)))
@@ -34,19 +34,23 @@ class TaskLog:
 
 
 def is_failure(result: object) -> bool:
-    """True for ``False``, an exception, or an HTTP response whose status is 400 or more.
-
-    An HTTP response is any object with an int ``status`` (aiohttp) or ``status_code``
-    (requests, httpx) attribute.
-    """
+    """True for ``False``, an exception, or an HTTP response whose status is 400 or more
+    (see :func:`http_status`)."""
     if type(result) in _PLAIN:  # the common results, at the cost of one lookup
         return result is False
     if isinstance(result, BaseException):
         return True
+    status = http_status(result)
+    return status is not None and status >= 400
+
+
+def http_status(result: object) -> int | None:
+    """The status of an HTTP response: an int ``status`` (aiohttp) or ``status_code``
+    (requests, httpx) attribute; None for anything else, or one that cannot be read."""
     try:
         status = getattr(result, "status", None)
-        if not isinstance(status, int):
+        if not isinstance(status, int) or isinstance(status, bool):
             status = getattr(result, "status_code", None)
     except Exception:  # a property that raises: not a response this rule knows
-        return False
-    return isinstance(status, int) and not isinstance(status, bool) and status >= 400
+        return None
+    return status if isinstance(status, int) and not isinstance(status, bool) else None

@@ -130,13 +130,15 @@ class Report:
     - ``results``, ``logs``: one per dispatched task, in task order (empty when the dispatch
       ran with ``record=False``); a task cancelled before it ended has its ``JobCancelled``
       as result.
-    - ``started_at``, ``ended_at`` (unix times), ``duration`` (seconds): the dispatch's own.
+    - ``started_at``, ``ended_at`` (unix times), ``duration`` (seconds): the dispatch's own,
+      from the schedule's origin (its runtime up) to the end of the last task's ``on_done``.
     - ``total``: the tasks given; ``completed``: those that ran to an outcome (``succeeded``
       plus ``failed``); ``uncompleted``: dispatched but cancelled before they ended;
       ``undispatched``: never started (``duration`` ran out, or the schedule did).
       ``completed + uncompleted + undispatched == total``.
-    - ``late_starts``: open model only, tasks that started more than 5 ms after their
-      intended time (the loop was behind, or ``workers`` tasks were already in flight).
+    - ``late_starts``: open model only, tasks that waited for a free slot (``workers``
+      tasks were in flight at their time) or started more than 5 ms after their intended
+      time (the loop or the runtime was behind).
     """
 
     # Not in the repr: asyncio and loggers repr a finished task's result, and a repr that

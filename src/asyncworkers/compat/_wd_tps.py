@@ -16,6 +16,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..dispatch import http_status
+
 __all__ = ["result_is_success", "tps_report"]
 
 # worker-dispatcher aims at this many intervals when it picks the interval length.
@@ -25,18 +27,13 @@ _IDEAL_INTERVALS = 100
 def result_is_success(result: Any) -> bool:
     """worker-dispatcher's rule: falsy results fail, and so do HTTP responses not 200.
 
-    A response is an object with an int ``status_code`` (requests) or ``status`` (aiohttp).
+    A response is an object with an int ``status`` (aiohttp) or ``status_code`` (requests).
     An exception fails too (there worker-dispatcher stopped the program instead).
     """
     if not result or isinstance(result, BaseException):
         return False
-    try:
-        status = getattr(result, "status_code", None)
-        if not isinstance(status, int):
-            status = getattr(result, "status", None)
-    except Exception:  # a property that raises: not a response this rule knows
-        return True
-    return not (isinstance(status, int) and not isinstance(status, bool) and status != 200)
+    status = http_status(result)
+    return status is None or status == 200
 
 
 def _valid(log: Any) -> bool:

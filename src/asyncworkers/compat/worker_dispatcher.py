@@ -28,6 +28,7 @@ in the same shapes. Where the behaviour differs, it is on purpose:
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import copy
 import datetime
@@ -38,6 +39,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import asyncworkers as aw
@@ -195,7 +197,8 @@ def start(user_config: dict[str, Any]) -> list[Any] | bool:
     if verbose:
         _print_plan(config, options, processes, tasks)
     logs: dict[int, dict[str, Any]] = {}
-    report = aw.dispatch_sync(
+    report = _blocking(
+        aw.dispatch_sync,
         _by_keywords(task["function"]),
         tasks,
         config=task["config"],
@@ -206,6 +209,17 @@ def start(user_config: dict[str, Any]) -> list[Any] | bool:
     if verbose:
         _print_outcome(report)
     return _results
+
+
+def _blocking(run: Callable[..., aw.Report], *args: Any, **kwargs: Any) -> aw.Report:
+    """Call *run*; from a thread whose event loop is running (a notebook, async code),
+    call it in a helper thread and block until it returns, as worker-dispatcher blocks."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return run(*args, **kwargs)
+    with ThreadPoolExecutor(1, thread_name_prefix="worker-dispatcher") as pool:
+        return pool.submit(run, *args, **kwargs).result()
 
 
 # -- configuration -------------------------------------------------------------------------
