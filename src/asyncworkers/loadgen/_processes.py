@@ -16,6 +16,7 @@ stop, or dies, is terminated and its part is missing: the parent raises
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -57,10 +58,14 @@ async def _child_run(config: LoadConfig, conn: Connection) -> None:
     loop.add_signal_handler(signal.SIGTERM, token.cancel, "SIGTERM")
 
     def on_progress(progress: Progress) -> None:
-        conn.send(("progress", progress))
+        try:
+            conn.send(("progress", progress))
+        except OSError:  # the parent is gone (it was cancelled): stop quietly
+            token.cancel("the parent process is gone")
 
     recorder = await run_here(config, token=token, on_progress=on_progress)
-    conn.send(("done", recorder.dump()))
+    with contextlib.suppress(OSError):  # BrokenPipeError: nobody to report to any more
+        conn.send(("done", recorder.dump()))
 
 
 async def run_processes(
