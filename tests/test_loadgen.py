@@ -52,6 +52,7 @@ async def test_closed_model_sends_every_request_once(server: str) -> None:
     key = uuid.uuid4().hex
     report = await run(LoadConfig(f"{server}/fast?key={key}", concurrency=4, requests=150))
     assert (report.requests, report.ok, report.errors) == (150, 150, 0)
+    assert (report.recorder.sent, report.recorder.unfinished) == (150, 0)
     assert report.recorder.status_codes == Counter({200: 150})
     assert await served(server, key) == 150
     assert not report.open_model
@@ -70,6 +71,7 @@ async def test_open_model_paces_and_keeps_both_latencies(server: str) -> None:
     assert (report.requests, report.ok) == (200, 200)
     assert await served(server, key) == 200
     assert report.target_rate == 400
+    assert (report.recorder.sent, report.recorder.unfinished) == (200, 0)
     assert report.recorder.achieved_rate > 0
     rec = report.recorder
     assert rec.corrected.get_total_count() == rec.uncorrected.get_total_count() == 200
@@ -142,6 +144,17 @@ async def test_cancelling_the_token_gives_the_partial_report(server: str) -> Non
     assert report.to_json()["interrupted"] is True
     assert report.requests > 0
     assert report.duration < 600
+
+
+async def test_stopping_counts_the_requests_dropped_in_flight(server: str) -> None:
+    token = aw.CancellationToken()
+    config = LoadConfig(f"{server}/stall", concurrency=50, rate=20, duration=600, timeout=300)
+    # /stall never answers: once progress is reported, requests are in flight, none done.
+    report = await run(config, token=token, on_progress=lambda progress: token.cancel())
+    assert report.interrupted
+    assert report.requests == 0
+    assert report.recorder.unfinished == report.recorder.sent > 0
+    assert report.to_json()["unfinished"] == report.recorder.sent
 
 
 async def test_knee_search_reports_no_knee_when_every_rate_misses(server: str) -> None:

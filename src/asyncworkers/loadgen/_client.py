@@ -69,12 +69,16 @@ def open_session(config: LoadConfig) -> aiohttp.ClientSession:
     )
 
 
-def make_request(session: aiohttp.ClientSession, config: LoadConfig) -> RequestTask:
+def make_request(
+    session: aiohttp.ClientSession, config: LoadConfig, recorder: Recorder
+) -> RequestTask:
     """The open model's dispatch task: ``task(id, config, task, metadata)`` sends one
-    request and returns its status code, or the error kind (its times are in the log)."""
+    request and returns its status code, or the error kind (its times are in the log);
+    it counts the send in ``recorder.sent``."""
     request, method, url, body = session.request, config.method, URL(config.url), config.body
 
     async def send(task_id: int, cfg: Any, task: Any, metadata: dict[str, Any]) -> int | str:
+        recorder.sent += 1
         try:
             async with request(method, url, data=body) as response:
                 await response.read()
@@ -89,11 +93,19 @@ class Budget:
     """What the closed model's users share: the requests left to send (``left``, counting
     down; negative when there is no limit), and the deadline (unix time)."""
 
-    __slots__ = ("deadline", "left")
+    __slots__ = ("_requests", "deadline", "left")
 
     def __init__(self, requests: int | None, seconds: float | None) -> None:
         self.left = requests if requests is not None else -1
         self.deadline = time.time() + seconds if seconds is not None else float("inf")
+        self._requests = requests
+
+    @property
+    def sent(self) -> int:
+        """How many requests were taken from the budget (sent, or being sent)."""
+        if self._requests is None:
+            return -1 - self.left
+        return self._requests - self.left
 
 
 def make_user(

@@ -183,6 +183,7 @@ class Recorder:
     started_at: float
     open_model: bool
     ended_at: float | None = None
+    sent: int = 0  # requests that left (set by the runner); more than requests if stopped
     late_sends: int = 0
     first_intended: float | None = None
     last_sent: float = 0.0
@@ -277,6 +278,11 @@ class Recorder:
         return self.requests - self.errors
 
     @property
+    def unfinished(self) -> int:
+        """Requests sent that never finished: dropped in flight when the run was stopped."""
+        return max(self.sent - self.requests, 0)
+
+    @property
     def status_codes(self) -> Counter[int]:
         """Responses by status code."""
         return Counter({k: n for k, n in self.outcomes().items() if isinstance(k, int)})
@@ -299,6 +305,7 @@ class Recorder:
             "started_at": self.started_at,
             "ended_at": self.ended_at,
             "open_model": self.open_model,
+            "sent": self.sent,
             "late_sends": self.late_sends,
             "achieved_rate": self.achieved_rate,
             "corrected": self.corrected.encode().decode("ascii"),
@@ -316,6 +323,7 @@ class Recorder:
             started_at=data["started_at"],
             ended_at=data["ended_at"],
             open_model=data["open_model"],
+            sent=data["sent"],
             late_sends=data["late_sends"],
             achieved_rate=data["achieved_rate"],
             corrected=HdrHistogram.decode(data["corrected"]),
@@ -343,6 +351,7 @@ class Recorder:
             ended_at=started_at + max(lengths) if lengths else None,
         )
         for part in parts:
+            total.sent += part.sent
             total.late_sends += part.late_sends
             total.achieved_rate += part.achieved_rate
             total.corrected.add(part.corrected)

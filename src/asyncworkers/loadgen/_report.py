@@ -108,6 +108,7 @@ class LoadReport:
             "concurrency": self.config.concurrency,
             "processes": self.config.processes,
             "interrupted": self.interrupted,
+            "unfinished": rec.unfinished,
             "duration_s": round(self.duration, 6),
             "requests": rec.requests,
             "ok": rec.ok,
@@ -139,7 +140,11 @@ class LoadReport:
         if self.errors:
             console.print(self._errors_table())
         if self.interrupted:
-            console.print("[bold yellow]interrupted[/]: the report covers what finished")
+            console.print(
+                "[bold yellow]interrupted[/]: the report covers what finished; "
+                f"{self.recorder.unfinished} requests in flight were dropped",
+                highlight=False,
+            )
         if self.steps:
             console.print(self._knee_table())
 

@@ -114,7 +114,7 @@ async def _dispatch_requests(
         record(result, log.started_at, log.ended_at, log.intended_at)  # type: ignore[arg-type]
 
     await aw.dispatch(
-        make_request(session, config),
+        make_request(session, config, recorder),
         workers=config.concurrency,
         on_done=on_done,
         record=False,
@@ -129,7 +129,10 @@ async def _dispatch_users(
     shared budget (request count, deadline) is spent."""
     budget = Budget(config.requests, config.run_seconds)
     user = make_user(session, config, budget, recorder)
-    await aw.dispatch(user, config.concurrency, workers=config.concurrency, record=False)
+    try:
+        await aw.dispatch(user, config.concurrency, workers=config.concurrency, record=False)
+    finally:  # cancelled too: the partial report says how many never finished
+        recorder.sent = budget.sent
 
 
 async def _report_progress(recorder: Recorder, on_progress: ProgressCallback) -> None:
