@@ -234,3 +234,16 @@ def test_bad_input_in_a_subprocess_is_one_line_and_status_2() -> None:
     assert "Traceback" not in proc.stderr
     assert "--rate" in proc.stderr
     assert "-5" in proc.stderr
+
+
+def test_help_lists_every_option(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["load", "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    for option in ("--concurrency", "--rate", "--stages", "--duration", "--requests"):
+        assert option in out
+    for option in ("--method", "--header", "--body-file", "--timeout", "--processes"):
+        assert option in out
+    for option in ("--json", "--plot", "--quiet", "--find-knee", "--p99"):
+        assert option in out
