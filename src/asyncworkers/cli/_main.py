@@ -10,7 +10,7 @@ import argparse
 from collections.abc import Callable, Sequence
 
 from .._version import __version__
-from . import _demo, _enqueue, _retry, _status, _worker
+from . import _demo, _enqueue, _load, _retry, _status, _worker
 from ._args import Commands
 
 __all__ = ["build_parser", "main"]
@@ -18,6 +18,7 @@ __all__ = ["build_parser", "main"]
 # One entry per command, in the order ``--help`` lists them.
 _COMMANDS: tuple[Callable[[Commands], None], ...] = (
     _demo.add_command,
+    _load.add_command,
     _worker.add_command,
     _enqueue.add_command,
     _status.add_command,
