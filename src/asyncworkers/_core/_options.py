@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Callable, Mapping
+from inspect import CO_COROUTINE
 from typing import TYPE_CHECKING, Any, Final, Protocol, TypedDict
 
 from ._bridges import KINDS, check_picklable, default_kind
@@ -123,6 +124,11 @@ class Owner(Protocol):
 
 def plain_options(owner: Owner, fn: Callable[..., Any]) -> Options:
     """The shared options of a job submitted with none, by the kind of *fn*."""
+    try:  # a function or bound method: its code object says at once if it is async
+        if fn.__code__.co_flags & CO_COROUTINE:
+            return owner._plain_async
+    except AttributeError:
+        pass
     if not callable(fn):
         raise TypeError(f"expected a callable to run, got {fn!r}")
     return owner._plain_async if default_kind(fn) == "async" else owner._plain_thread
@@ -134,15 +140,20 @@ def parse_options(
     args: tuple[Any, ...],
     kwargs: Mapping[str, Any] | None,
     options: Mapping[str, Any],
+    priority: object = _NORMAL,
 ) -> tuple[int, Options]:
     """Check the options of one submit: ``(priority, options)``, or an error that names the
-    bad option and its value (TypeError for a wrong type, ValueError for a bad value)."""
+    bad option and its value (TypeError for a wrong type, ValueError for a bad value).
+
+    The priority is in *options*, or given apart (``submit_nowait`` takes it as a parameter
+    of its own).
+    """
     unknown = options.keys() - _OPTION_NAMES
     if unknown:
         raise TypeError(
             f"unknown option(s) {sorted(unknown)}; expected any of {sorted(_OPTION_NAMES)}"
         )
-    priority = options.get("priority", _NORMAL)
+    priority = options.get("priority", priority)
     if isinstance(priority, bool) or not isinstance(priority, int):
         raise TypeError(f"priority must be an int, got {priority!r}")
     if len(options) == 1 and "priority" in options:

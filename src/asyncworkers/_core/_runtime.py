@@ -380,7 +380,7 @@ class Runtime:
         if _running_loop() is not self._intake_loop:
             raise self._not_open()
         if options or priority.__class__ not in _PLAIN_INTS:
-            checked = parse_options(self, fn, args, None, {"priority": priority, **options})
+            checked = parse_options(self, fn, args, None, options, priority)
             return self._accept(fn, args, None, *checked)
         # The fast path, for jobs with no options but a plain int priority: _accept without
         # a token to link, inlined (a call costs a twentieth of what a job does here).
@@ -892,21 +892,24 @@ class Runtime:
         deadline = math.inf if timeout is None else anyio.current_time() + timeout
         value: Any = None
         error: BaseException | None = None
+        extras = job._extras_made()  # the scope is its hook
         with anyio.CancelScope(deadline=deadline) as scope:
-            job._set_hook(scope)
+            extras.hook = scope
             try:
                 if opts.kind == "process":
                     assert self._process_limiter is not None
                     value = await run_in_process(job, self._process_limiter)
+                elif extras.kwargs is None:
+                    value = await job.fn(*job.args)
                 else:
-                    value = await job.fn(*job.args, **(job.kwargs or {}))
+                    value = await job.fn(*job.args, **extras.kwargs)
             except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
                 raise  # the scope's (or the worker's) cancellation, or asyncio's meaning
             except BaseException as exc:
                 error = _unwrap(exc)
-        job._set_hook(None)
-        if scope.cancel_called and job._stop is None:
-            job._ask_to_stop(JobTimeout(f"job {job.name!r} timed out after {timeout} s"))
+        extras.hook = None
+        if scope.cancel_called and extras.stop is None:
+            extras.stop = JobTimeout(f"job {job.name!r} timed out after {timeout} s")
         self._settle(job, value, error)
 
     async def _run_thread(self, job: Job[Any], opts: Options) -> None:
@@ -938,7 +941,8 @@ class Runtime:
     # -- outcomes ------------------------------------------------------------------------
 
     def _settle(self, job: Job[Any], value: Any, error: BaseException | None) -> None:
-        if job._stop is not None:  # a stop request wins over what the job did after it
+        extras = job._extras
+        if extras is not None and extras.stop is not None:  # a stop wins over what followed
             self._stopped(job)
         elif error is None:
             self._end(job, _COMPLETED, value)
@@ -1002,7 +1006,8 @@ class Runtime:
                 metrics.failed += 1
             else:
                 metrics.cancelled += 1
-        self._after_end(job, state, value, waiters)
+        if not job._opts.plain or waiters is not None or self._hooks or self._join_waiters:
+            self._after_end(job, state, value, waiters)
 
     def _after_end(
         self, job: Job[Any], state: JobState, value: Any, waiters: list[Any] | None

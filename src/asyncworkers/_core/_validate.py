@@ -43,6 +43,8 @@ def check_number(
 
 def check_seconds(name: str, value: object, *, allow_zero: bool) -> float:
     """A number of seconds: > 0 (or >= 0 with *allow_zero*); ``math.inf`` is no limit."""
+    if type(value) is float and value > 0.0:  # the common case, checked first (not NaN)
+        return value
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{name} must be a number of seconds, got {short(value)}")
     return check_number(name, value, minimum=0.0, open_min=not allow_zero)
