@@ -120,7 +120,10 @@ def test_refused_target_is_counted_and_ends(refused_url: str, tmp_path: Path) ->
     assert "Errors by kind" in proc.stdout
 
 
-def test_ctrl_c_prints_and_writes_the_partial_report(server: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_ctrl_c_prints_and_writes_the_partial_report(
+    server: str, tmp_path: Path, processes: str
+) -> None:
     out = tmp_path / "report.json"
     key = uuid.uuid4().hex
     proc = subprocess.Popen(
@@ -134,6 +137,8 @@ def test_ctrl_c_prints_and_writes_the_partial_report(server: str, tmp_path: Path
             "600",
             "-c",
             "2",
+            "--processes",
+            processes,
             "--json",
             str(out),
         ],
@@ -160,6 +165,7 @@ def test_ctrl_c_prints_and_writes_the_partial_report(server: str, tmp_path: Path
     assert "interrupted" in stdout
     assert "requests" in stdout
     data = json.loads(out.read_text())
+    assert data["processes"] == int(processes)
     assert data["interrupted"] is True
     assert data["requests"] > 0
 

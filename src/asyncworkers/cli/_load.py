@@ -238,7 +238,11 @@ def _cmd_load(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     out = Console()
     progress = None if args.quiet else Console(stderr=True)
-    report = aw.run(_load, config, args.p99 if args.find_knee else None, progress)
+    try:
+        report = aw.run(_load, config, args.p99 if args.find_knee else None, progress)
+    except loadgen.LoadProcessError as exc:  # a process died: no total to report
+        print(f"asyncworkers load: error: {exc}", file=sys.stderr)
+        return 1
     report.render(out)
     if args.json is not None:
         args.json.write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
