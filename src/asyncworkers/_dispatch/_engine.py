@@ -110,8 +110,9 @@ class Dispatcher:
                 offset = next(offsets, None)
                 if offset is None:
                     return  # the schedule ended: the other tasks stay undispatched
-                delay = t0 + offset - time.monotonic()
-                if delay > 0:
+                # A loop; the event loop's timers may wake us early (uvloop's resolution is a
+                # millisecond), and a task must never start before its intended time.
+                while (delay := t0 + offset - time.monotonic()) > 0:
                     await asyncio.sleep(delay)
                     streak = 0
                 intended = started_at + offset
