@@ -139,3 +139,36 @@ def _ended(record: JobRecord) -> Any:
 
 def _no_limit() -> anyio.CancelScope:
     return anyio.CancelScope()
+
+
+class EnqueueFields:
+    """``Store.enqueue`` for every store: the keyword form is checked into a :class:`NewJob`
+    here, once, and the store adds it with its own ``_enqueue_one``."""
+
+    async def enqueue(
+        self,
+        task: str,
+        args: dict[str, Any] | None = None,
+        *,
+        priority: int = 0,
+        queue: str = "default",
+        run_at: float | None = None,
+        delay: float | None = None,
+        max_attempts: int = 3,
+        key: str | None = None,
+    ) -> int:
+        """Add one job; its id (the existing job's id when *key* is already used)."""
+        job = new_job(
+            task,
+            args,
+            priority=priority,
+            queue=queue,
+            run_at=run_at,
+            delay=delay,
+            max_attempts=max_attempts,
+            key=key,
+        )
+        return await self._enqueue_one(job)
+
+    async def _enqueue_one(self, job: NewJob) -> int:
+        raise NotImplementedError

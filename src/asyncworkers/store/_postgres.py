@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import asyncpg
 
 from ._errors import StoreError
-from ._jobs import decode_json, new_job, wait_result
+from ._jobs import EnqueueFields, decode_json, wait_result
 from ._pg_batch import CompletionBatcher, Write
 from ._pg_connect import Target, is_connection_lost, parse_target, unavailable, with_retries
 from ._pg_heartbeat import PgSyncHeartbeat
@@ -64,7 +64,7 @@ _CLAIM_GUARD_BYTES = 16 * MAX_PAYLOAD_BYTES
 _ENQUEUE_CHUNK = 5000
 
 
-class PostgresStore:
+class PostgresStore(EnqueueFields):
     """Jobs in PostgreSQL, shared by any number of worker processes and machines.
 
     :param dsn: ``postgresql://user@host:port/database``; the query parameters
@@ -246,32 +246,7 @@ class PostgresStore:
 
     # -- enqueue -------------------------------------------------------------------------
 
-    async def enqueue(
-        self,
-        task: str,
-        args: dict[str, Any] | None = None,
-        *,
-        priority: int = 0,
-        queue: str = "default",
-        run_at: float | None = None,
-        delay: float | None = None,
-        max_attempts: int = 3,
-        key: str | None = None,
-    ) -> int:
-        """Add one job; its id (the existing job's id when *key* is already used)."""
-        job = new_job(
-            task,
-            args,
-            priority=priority,
-            queue=queue,
-            run_at=run_at,
-            delay=delay,
-            max_attempts=max_attempts,
-            key=key,
-        )
-        return await self._insert_one(job)
-
-    async def _insert_one(self, job: NewJob) -> int:
+    async def _enqueue_one(self, job: NewJob) -> int:
         sql = self._sql
 
         async def insert(conn: Conn, _: bool) -> int:
@@ -303,7 +278,7 @@ class PostgresStore:
                     f"{type(job).__name__}"
                 )
         if len(batch) == 1:  # what TaskRegistry.enqueue sends: the plain INSERT is cheaper
-            return [await self._insert_one(batch[0])]
+            return [await self._enqueue_one(batch[0])]
         ids: list[int] = []
         for start in range(0, len(batch), _ENQUEUE_CHUNK):
             ids.extend(await self._enqueue_chunk(batch[start : start + _ENQUEUE_CHUNK]))

@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 import anyio
 
 from ._errors import StoreError, StoreUnavailable
-from ._jobs import decode_json, new_job, wait_result
+from ._jobs import EnqueueFields, decode_json, wait_result
 from ._protocol import STATES, Claimed, JobRecord, NewJob, State
 from ._sqlite_schema import MIGRATIONS
 
@@ -208,7 +208,7 @@ def _transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]
     return out
 
 
-class SQLiteStore:
+class SQLiteStore(EnqueueFields):
     """The embedded job store: one SQLite file, shared safely by several processes.
 
     :param path: the database file (created with its schema when missing); not ``:memory:``,
@@ -329,29 +329,7 @@ class SQLiteStore:
 
     # -- enqueue -------------------------------------------------------------------------
 
-    async def enqueue(
-        self,
-        task: str,
-        args: dict[str, Any] | None = None,
-        *,
-        priority: int = 0,
-        queue: str = "default",
-        run_at: float | None = None,
-        delay: float | None = None,
-        max_attempts: int = 3,
-        key: str | None = None,
-    ) -> int:
-        """Add one job; its id (the existing job's id when *key* is already used)."""
-        job = new_job(
-            task,
-            args,
-            priority=priority,
-            queue=queue,
-            run_at=run_at,
-            delay=delay,
-            max_attempts=max_attempts,
-            key=key,
-        )
+    async def _enqueue_one(self, job: NewJob) -> int:
         (job_id,) = await self.enqueue_many([job])
         return job_id
 
