@@ -57,3 +57,7 @@ __all__ = (
 
 # The durable job store, as ``aw.store``: imported last, since it uses the names above.
 from . import store as store
+
+# Health, metrics, dashboard and watchdog, as ``aw.ops``: light (aiohttp, prometheus_client
+# and opentelemetry are imported when an endpoint starts).
+from . import ops as ops

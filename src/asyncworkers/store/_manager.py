@@ -31,7 +31,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
@@ -42,6 +42,10 @@ from ._heartbeat import LeaseKeeper
 from ._jobs import encode_result
 from ._protocol import DEFAULT_LEASE, MAX_PAYLOAD_BYTES, Claimed, Store
 from ._tasks import TaskRegistry, TaskSpec
+
+if TYPE_CHECKING:
+    from ..ops import Options
+    from ..ops._server import Ops
 
 __all__ = ["Manager", "ManagerMetrics"]
 
@@ -130,6 +134,10 @@ class Manager:
         to the concurrency)
     :param handle_signals: the first SIGTERM/SIGINT stops gracefully, the second at once
     :param worker: this worker's name in the store (default ``host:pid``)
+    :param http: ``"HOST:PORT"`` to serve ``/healthz``, ``/readyz``, ``/metrics`` and the
+        dashboard on while the Manager runs (see :func:`asyncworkers.ops.serve`)
+    :param ops: :class:`asyncworkers.ops.Options` for that endpoint and the stuck-job
+        watchdog (an ``ops`` without ``http`` runs the watchdog alone)
     """
 
     def __init__(
@@ -145,6 +153,8 @@ class Manager:
         runtime: aw.Runtime | None = None,
         handle_signals: bool = False,
         worker: str | None = None,
+        http: str | None = None,
+        ops: Options | None = None,
     ) -> None:
         if not isinstance(tasks, TaskRegistry):
             raise TypeError(f"tasks must be an aw.store.TaskRegistry, got {tasks!r}")
@@ -162,6 +172,14 @@ class Manager:
         self._given_runtime = runtime
         self._handle_signals = handle_signals
         self.worker = worker or f"{socket.gethostname()}:{os.getpid()}"
+        from ..ops import Options, parse_address  # light: no aiohttp, no prometheus_client
+
+        self._http = None if http is None else parse_address(http)
+        if ops is not None and not isinstance(ops, Options):
+            raise TypeError(f"ops must be an aw.ops.Options or None, got {ops!r}")
+        self._ops_options = ops
+        self._ops: Ops | None = None
+        self._store_error: str | None = None  # the database is away: why
 
         self._held: dict[int, _Held] = {}
         self._counts = dict.fromkeys(
@@ -222,7 +240,21 @@ class Manager:
             await self._tg.start(self._signal_loop)
         self._keeper = LeaseKeeper(beat, self._lease, self._lost, self.worker)
         self._keeper.start()
+        if self._http is not None or self._ops_options is not None:
+            await self._start_ops()
         return self
+
+    async def _start_ops(self) -> None:
+        from ..ops import Options
+        from ..ops._server import Ops
+
+        self._ops = Ops(self, self._http, self._ops_options or Options())
+        try:
+            await self._ops.__aenter__()
+        except BaseException as exc:  # a port in use: undo the start, then say so
+            self._ops = None
+            await self.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
 
     async def __aexit__(
         self,
@@ -236,6 +268,9 @@ class Manager:
             with anyio.CancelScope(shield=True):
                 await self._shutdown()
         finally:
+            if self._ops is not None:  # served through the drain: /readyz said so
+                with anyio.CancelScope(shield=True):
+                    await self._ops.__aexit__(None, None, None)
             assert self._tg is not None
             self._tg.cancel_scope.cancel()
             await self._tg.__aexit__(None, None, None)
@@ -294,6 +329,35 @@ class Manager:
     def held(self) -> int:
         """How many jobs this Manager holds a claim on right now."""
         return len(self._held)
+
+    def held_jobs(self) -> list[tuple[Claimed, aw.Job[Any] | None]]:
+        """The claims held now, each with its job on the runtime (None until submitted)."""
+        return [(held.claimed, held.job) for held in self._held.values()]
+
+    @property
+    def store(self) -> Store:
+        """The store this Manager works for."""
+        return self._store
+
+    @property
+    def runtime(self) -> aw.Runtime | None:
+        """The Runtime the jobs run on (None before the start)."""
+        return self._runtime
+
+    @property
+    def stopping(self) -> bool:
+        """True once a stop was asked for (draining, then stopped)."""
+        return self._stopping
+
+    @property
+    def store_error(self) -> str | None:
+        """While the database is away, the last error of a claim or sweep; else None."""
+        return self._store_error
+
+    @property
+    def ops(self) -> Ops | None:
+        """The operations endpoint and watchdog (``http=`` / ``ops=``), while running."""
+        return self._ops
 
     def metrics(self) -> ManagerMetrics:
         """A snapshot of the counters."""
@@ -354,12 +418,14 @@ class Manager:
             with anyio.CancelScope(shield=True):  # claimed rows must reach _held
                 claimed = await self._store.claim(group.queues, want, self._lease, self.worker)
         except Exception as exc:  # the database is away: wait and try again, never crash
+            self._store_error = _one_line(exc)
             self._claim_errors += 1
             pause = min(self._poll * 2**self._claim_errors, _MAX_BACKOFF)
             log.error("claim failed (%s); trying again in %.1f s", _one_line(exc), pause)
             await anyio.sleep(pause)
             return False
         self._claim_errors = 0
+        self._store_error = None
         self._record_claim(time.monotonic() - started)
         for item in claimed:
             self._take(item, group)
@@ -581,9 +647,12 @@ class Manager:
         while True:
             try:
                 count = await self._store.requeue_expired()
-            except Exception:
+            except Exception as exc:
+                self._store_error = _one_line(exc)
                 log.exception("requeue_expired failed")
             else:
+                if self._claim_errors == 0:
+                    self._store_error = None
                 if count:
                     log.info("put back %d job(s) whose lease expired", count)
                     self._poke()
