@@ -176,7 +176,7 @@ def _families(
     runtime = view.runtime
     if manager is not None:
         m = manager.metrics()
-        for (task, queue, outcome), count in sorted(_outcomes(m).items()):
+        for (task, queue, outcome), count in sorted(m.outcomes.items()):
             jobs.add_metric((task, queue, outcome), count)
         retries.add_metric((), m.retried)
         running.add_metric((), m.running)
@@ -210,18 +210,6 @@ def _families(
     )
     if view.store is not None:
         yield from _store_families(reading)
-
-
-def _outcomes(m: Any) -> dict[tuple[str, str, str], int]:
-    by_task: dict[tuple[str, str, str], int] | None = getattr(m, "outcomes", None)
-    if by_task is not None:
-        return dict(by_task)
-    return {
-        ("", "", "succeeded"): m.succeeded,
-        ("", "", "retried"): m.retried,
-        ("", "", "dead"): m.dead,
-        ("", "", "released"): m.released,
-    }
 
 
 def _manager_families(m: Any) -> Iterator[Metric]:

@@ -127,7 +127,7 @@ class Ops:
     async def _close(self) -> None:
         self._closing = True
         if self._listener is not None:
-            await anyio.to_thread.run_sync(self._listener.stop)
+            self._listener.stop()  # at once: its thread wakes on a socket pair and ends
         with anyio.CancelScope(shield=True):
             if self._runner is not None:
                 await self._runner.cleanup()

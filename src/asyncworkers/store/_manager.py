@@ -27,9 +27,9 @@ import signal
 import socket
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -73,7 +73,9 @@ class ManagerMetrics:
     ``lease_losses`` counts claims that were lost: the heartbeat found the claim gone, or the
     store refused (or never took) a write about it (a fenced late write, an outage longer
     than the lease, a full disk). Each lost claim is counted there once and nowhere else.
-    ``claim_latency`` times claim queries.
+    ``claim_latency`` times claim queries. ``outcomes`` splits the outcomes by
+    ``(task, queue, outcome)``, outcome one of ``succeeded``, ``retried``, ``dead`` and
+    ``released`` (a row of a task this worker does not know counts under ``<unknown>``).
     """
 
     claimed: int
@@ -86,6 +88,7 @@ class ManagerMetrics:
     lease_losses: int
     running: int
     claim_latency: aw.Latency
+    outcomes: Mapping[tuple[str, str, str], int] = field(default_factory=dict)
 
 
 class _Group:
@@ -191,6 +194,7 @@ class Manager:
             ("claimed", "succeeded", "failed", "retried", "dead", "rejected", "released"), 0
         )
         self._lease_losses = 0
+        self._outcomes: Counter[tuple[str, str, str]] = Counter()
         self._claim_times: deque[float] = deque(maxlen=_LATENCY_WINDOW)
         self._claim_max = 0.0
         self._claim_count = 0
@@ -274,8 +278,7 @@ class Manager:
                 await self._shutdown()
         finally:
             if self._ops is not None:  # served through the drain: /readyz said so
-                with anyio.CancelScope(shield=True):
-                    await self._ops.__aexit__(None, None, None)
+                await self._ops.__aexit__(None, None, None)  # shields what must finish
             assert self._tg is not None
             self._tg.cancel_scope.cancel()
             await self._tg.__aexit__(None, None, None)
@@ -371,6 +374,7 @@ class Manager:
             lease_losses=self._lease_losses,
             running=len(self._held),
             claim_latency=self._claim_latency(),
+            outcomes=dict(self._outcomes),
         )
 
     def _select(self, queue: str | None) -> list[_Group]:
@@ -555,7 +559,7 @@ class Manager:
             if await self._write(
                 held, lambda: self._store.complete(held.claimed.id, held.claimed.token, text)
             ):
-                self._counts["succeeded"] += 1
+                self._count(held, "succeeded")
             return
         await self._write_failure(held, spec, error, retry=True)
 
@@ -578,7 +582,7 @@ class Manager:
         )
         if ok:
             self._counts["failed"] += 1
-            self._counts["retried" if again else "dead"] += 1
+            self._count(held, "retried" if again else "dead")
 
     async def _reject(self, held: _Held, reason: str) -> None:
         claimed = held.claimed
@@ -586,13 +590,13 @@ class Manager:
         text = f"rejected, never run: {reason}"[:_MAX_ERROR]
         if await self._write(held, lambda: self._store.fail(claimed.id, claimed.token, text, None)):
             self._counts["rejected"] += 1
-            self._counts["dead"] += 1
+            self._count(held, "dead")
 
     async def _release(self, held: _Held) -> None:
         if await self._write(
             held, lambda: self._store.release(held.claimed.id, held.claimed.token)
         ):
-            self._counts["released"] += 1
+            self._count(held, "released")
 
     async def _write(self, held: _Held, write: Callable[[], Awaitable[bool]]) -> bool:
         """One fenced write, shielded (a half-known outcome helps nobody), tried again while
@@ -627,6 +631,13 @@ class Manager:
             )
             self._count_loss(held)
         return ok
+
+    def _count(self, held: _Held, outcome: str) -> None:
+        """One outcome the store recorded, in the totals and by task and queue."""
+        self._counts[outcome] += 1
+        claimed = held.claimed
+        task = claimed.task if claimed.task in self._tasks else "<unknown>"
+        self._outcomes[(task, claimed.queue, outcome)] += 1
 
     def _count_loss(self, held: _Held) -> None:
         """The claim is lost: count it once, whoever (heartbeat or refused write) says so."""
