@@ -23,8 +23,8 @@ import pytest_asyncio
 import asyncworkers as aw
 from _pg import admin, pg_schema_fixture
 from _store_pg import PostgresFactory
-from _store_support import SQLiteFactory, StoreFactory
-from asyncworkers.store import _pg_migrations, _sqlite
+from _store_support import SQLiteFactory, StoreFactory, opened
+from asyncworkers.store import _pg_migrations, _sqlite, _sqlite_schema
 from asyncworkers.store._jobs import new_job
 from asyncworkers.store._pg_migrations import LATEST, quote_ident
 from asyncworkers.store._postgres import PostgresStore
@@ -38,8 +38,8 @@ async def backdate(factory: StoreFactory) -> None:
     """Move every queued job's run_at an hour back, as if that hour had passed (the
     scheduled flag is left as it was: making such rows claimable is the claim's job)."""
     if isinstance(factory, SQLiteFactory):
-        with sqlite3.connect(factory.path) as conn:
-            conn.execute("UPDATE aw_jobs SET run_at = run_at - 7200 WHERE state = 'queued'")
+        with sqlite3.connect(factory.path) as lite:
+            lite.execute("UPDATE aw_jobs SET run_at = run_at - 7200 WHERE state = 'queued'")
         return
     assert isinstance(factory, PostgresFactory)
     conn = await admin()
@@ -62,7 +62,7 @@ async def claim_tasks(store: aw.store.Store, limit: int) -> list[str]:
 async def test_a_delayed_job_is_claimed_once_due_before_lower_priorities(
     store_factory: StoreFactory,
 ) -> None:
-    async with store_factory.make() as store:
+    async with opened(store_factory) as store:
         await store.enqueue("later", priority=9, delay=LATER)
         await store.enqueue("now-1", priority=0)
         assert await claim_tasks(store, 5) == ["now-1"]
@@ -75,7 +75,7 @@ async def test_a_delayed_job_is_claimed_once_due_before_lower_priorities(
 
 
 async def test_a_retry_waits_out_its_backoff_then_runs(store_factory: StoreFactory) -> None:
-    async with store_factory.make() as store:
+    async with opened(store_factory) as store:
         await store.enqueue("flaky")
         (claimed,) = await store.claim(None, 1, 30.0, "w")
         assert await store.fail(claimed.id, claimed.token, "E", time.time() + LATER)
@@ -89,7 +89,7 @@ async def test_a_retry_waits_out_its_backoff_then_runs(store_factory: StoreFacto
 
 
 async def test_released_and_expired_jobs_are_due_at_once(store_factory: StoreFactory) -> None:
-    async with store_factory.make() as store:
+    async with opened(store_factory) as store:
         await store.enqueue("a", delay=LATER)
         await store.enqueue("b", delay=LATER)
         await backdate(store_factory)
@@ -102,7 +102,7 @@ async def test_released_and_expired_jobs_are_due_at_once(store_factory: StoreFac
 
 async def test_many_come_due_at_once(store_factory: StoreFactory) -> None:
     """More rows due than one staging step moves (PostgreSQL stages 1000 at a time)."""
-    async with store_factory.make() as store:
+    async with opened(store_factory) as store:
         await store.enqueue_many(
             [new_job("later", {"i": i}, priority=1, delay=LATER) for i in range(2500)]
         )
@@ -277,7 +277,7 @@ async def test_sqlite_store_of_schema_1_is_upgraded(
 ) -> None:
     path = tmp_path / "jobs.db"
     with monkeypatch.context() as patch:
-        patch.setattr(_sqlite, "MIGRATIONS", _sqlite.MIGRATIONS[:1])
+        patch.setattr(_sqlite, "MIGRATIONS", _sqlite_schema.MIGRATIONS[:1])
         async with SQLiteStore(path):
             pass
     now = time.time()
@@ -291,7 +291,7 @@ async def test_sqlite_store_of_schema_1_is_upgraded(
     async with SQLiteStore(path) as store:
         assert await claim_tasks(store, 5) == ["now"]
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(_sqlite.MIGRATIONS)
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(_sqlite_schema.MIGRATIONS)
         names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
         assert {"aw_jobs_ready", "aw_jobs_scheduled"} <= names
         assert "aw_jobs_waiting" not in names
