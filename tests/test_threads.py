@@ -590,8 +590,8 @@ async def test_the_pool_follows_the_thread_limiter_when_it_is_resized() -> None:
             release.set()
             assert [await job for job in jobs] == [0, 1, 2]
             limiter.total_tokens = 1  # and back: one at a time again, in the threads made
-            jobs = [rt.submit_nowait(current_thread) for _ in range(6)]
-            assert len({await job for job in jobs}) <= 3
+            more = [rt.submit_nowait(current_thread) for _ in range(6)]
+            assert len({await job for job in more}) <= 3
             assert rt._thread_pool is not None
             assert rt._thread_pool.size == 3
 
