@@ -77,6 +77,17 @@ MIGRATIONS: tuple[Migration, ...] = (
             FOR EACH STATEMENT EXECUTE FUNCTION {s}.notify_work();
         """,
     ),
+    Migration(
+        2,
+        "periodic tasks: the latest instant each was enqueued for",
+        """
+        CREATE TABLE {s}.schedules (
+            name    text   PRIMARY KEY,
+            -- unix seconds, compared for equality by advance_schedule: float8, as sent
+            last_at float8 NOT NULL
+        );
+        """,
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

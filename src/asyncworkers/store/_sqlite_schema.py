@@ -41,4 +41,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX IF NOT EXISTS aw_jobs_ended ON aw_jobs (finished_at) "
         "WHERE state IN ('succeeded', 'dead', 'cancelled')",
     ),
+    (
+        # periodic tasks: the latest instant each was enqueued for (advance_schedule)
+        "CREATE TABLE IF NOT EXISTS aw_schedules ( name TEXT PRIMARY KEY, last_at REAL NOT NULL)",
+    ),
 )
