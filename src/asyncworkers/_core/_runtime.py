@@ -181,6 +181,7 @@ class Runtime:
         "_target",
         "_tg",
         "_thread_limiter",
+        "_thread_pool",
         "_threads",
         "_workers",
     )
