@@ -30,6 +30,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +43,7 @@ from ._heartbeat import LeaseKeeper
 from ._jobs import encode_result
 from ._protocol import DEFAULT_LEASE, MAX_PAYLOAD_BYTES, Claimed, Store
 from ._tasks import TaskRegistry, TaskSpec
+from ._upkeep import check_retention, upkeep_loops
 
 if TYPE_CHECKING:
     from ..ops import Options
@@ -146,6 +148,10 @@ class Manager:
         dashboard on while the Manager runs (see :func:`asyncworkers.ops.serve`)
     :param ops: :class:`asyncworkers.ops.Options` for that endpoint and the stuck-job
         watchdog (an ``ops`` without ``http`` runs the watchdog alone)
+    :param periodic: enqueue the due runs of the registry's periodic tasks (each run once,
+        whatever the number of workers); False leaves that to other workers
+    :param retention: delete the jobs that ended (succeeded, dead, cancelled) more than
+        this many seconds ago (or a ``timedelta``), in batches, now and then; None keeps them
     """
 
     def __init__(
@@ -163,6 +169,8 @@ class Manager:
         worker: str | None = None,
         http: str | None = None,
         ops: Options | None = None,
+        periodic: bool = True,
+        retention: float | timedelta | None = None,
     ) -> None:
         if not isinstance(tasks, TaskRegistry):
             raise TypeError(f"tasks must be an aw.store.TaskRegistry, got {tasks!r}")
@@ -188,6 +196,9 @@ class Manager:
         self._ops_options = ops
         self._ops: Ops | None = None
         self._store_error: str | None = None  # the database is away: why
+        self._upkeep = upkeep_loops(
+            store, tasks, periodic=bool(periodic), retention=check_retention(retention)
+        )
 
         self._held: dict[int, _Held] = {}
         self._counts = dict.fromkeys(
@@ -245,6 +256,8 @@ class Manager:
         await self._tg.__aenter__()
         self._tg.start_soon(self._claim_loop)
         self._tg.start_soon(self._sweep_loop)
+        for loop in self._upkeep:  # periodic tasks, retention (_upkeep)
+            self._tg.start_soon(loop)
         if self._handle_signals:  # started: its handlers are in place when we return
             await self._tg.start(self._signal_loop)
         self._keeper = LeaseKeeper(beat, self._lease, self._lost, self.worker)
