@@ -35,6 +35,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from types import TracebackType
 from typing import Any
 
@@ -48,6 +49,7 @@ from ._heartbeat import LeaseKeeper
 from ._jobs import encode_result
 from ._protocol import DEFAULT_LEASE, MAX_PAYLOAD_BYTES, Claimed, Store
 from ._tasks import TaskRegistry, TaskSpec
+from ._upkeep import check_retention, upkeep_loops
 
 __all__ = ["Manager", "ManagerMetrics"]
 
@@ -141,6 +143,10 @@ class Manager:
         to the concurrency)
     :param handle_signals: the first SIGTERM/SIGINT stops gracefully, the second at once
     :param worker: this worker's name in the store (default ``host:pid``)
+    :param periodic: enqueue the due runs of the registry's periodic tasks (each run once,
+        whatever the number of workers); False leaves that to other workers
+    :param retention: delete the jobs that ended (succeeded, dead, cancelled) more than
+        this many seconds ago (or a ``timedelta``), in batches, now and then; None keeps them
     """
 
     def __init__(
@@ -156,6 +162,8 @@ class Manager:
         runtime: aw.Runtime | None = None,
         handle_signals: bool = False,
         worker: str | None = None,
+        periodic: bool = True,
+        retention: float | timedelta | None = None,
     ) -> None:
         if not isinstance(tasks, TaskRegistry):
             raise TypeError(f"tasks must be an aw.store.TaskRegistry, got {tasks!r}")
@@ -173,6 +181,9 @@ class Manager:
         self._given_runtime = runtime
         self._handle_signals = handle_signals
         self.worker = worker or f"{socket.gethostname()}:{os.getpid()}"
+        self._upkeep = upkeep_loops(
+            store, tasks, periodic=bool(periodic), retention=check_retention(retention)
+        )
 
         self._held: dict[int, _Held] = {}
         self._counts = dict.fromkeys(
@@ -230,6 +241,8 @@ class Manager:
         await self._tg.__aenter__()
         self._tg.start_soon(self._claim_loop)
         self._tg.start_soon(self._sweep_loop)
+        for loop in self._upkeep:  # periodic tasks, retention (_upkeep)
+            self._tg.start_soon(loop)
         if self._handle_signals:  # started: its handlers are in place when we return
             await self._tg.start(self._signal_loop)
         self._keeper = LeaseKeeper(beat, self._lease, self._lost, self.worker)

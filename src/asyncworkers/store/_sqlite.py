@@ -31,7 +31,7 @@ import sqlite3
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -39,8 +39,8 @@ from typing import Any, TypeVar
 import anyio
 
 from ._errors import StoreError, StoreFull, StoreUnavailable
-from ._jobs import EnqueueFields, decode_json, wait_result
-from ._protocol import STATES, Claimed, JobRecord, NewJob, State
+from ._jobs import EnqueueFields, decode_json, job_filters, purge_states, wait_result
+from ._protocol import PURGE_BATCH, STATES, Claimed, JobRecord, NewJob, State
 from ._sqlite_schema import MIGRATIONS
 
 __all__ = ["SQLiteStore"]
@@ -647,18 +647,83 @@ class SQLiteStore(EnqueueFields):
 
         return await self._write(write)
 
-    async def purge(self, older_than: float) -> int:
-        """Delete ended jobs that finished before *older_than* (unix seconds)."""
+    async def jobs(
+        self,
+        *,
+        state: State | None = None,
+        queue: str | None = None,
+        task: str | None = None,
+        limit: int = 100,
+    ) -> list[JobRecord]:
+        """Jobs that match every filter given, newest first, at most *limit*."""
+        where, params = job_filters(state=state, queue=queue, task=task, limit=limit)
+        clause = " AND ".join(f"{column} = ?" for column in where)
+        rows = await self._read(
+            lambda conn: conn.execute(
+                f"SELECT {_COLUMNS} FROM aw_jobs {'WHERE ' + clause if clause else ''} "
+                "ORDER BY id DESC LIMIT ?",
+                (*params, limit),
+            ).fetchall()
+        )
+        return [_record(row) for row in rows]
+
+    async def purge(self, older_than: float, states: Collection[State] | None = None) -> int:
+        """Delete ended jobs (or those of *states*) that finished before *older_than* (unix
+        seconds), PURGE_BATCH rows per transaction; how many."""
+        chosen = purge_states(older_than, states)
+        # the first term repeats the ended-rows index's condition, so that SQLite uses it
+        statement = (
+            "DELETE FROM aw_jobs WHERE id IN (SELECT id FROM aw_jobs "
+            "WHERE state IN ('succeeded', 'dead', 'cancelled') "
+            f"AND state IN ({', '.join('?' * len(chosen))}) AND finished_at < ? LIMIT ?)"
+        )
 
         def write(conn: sqlite3.Connection) -> int:
-            cursor = conn.execute(
-                "DELETE FROM aw_jobs WHERE state IN ('succeeded', 'dead', 'cancelled') "
-                "AND finished_at < ?",
-                (older_than,),
-            )
-            return cursor.rowcount
+            return conn.execute(statement, (*chosen, older_than, PURGE_BATCH)).rowcount
 
-        return await self._write(write)
+        total = 0
+        while (deleted := await self._write(write)) > 0:
+            total += deleted
+            if deleted < PURGE_BATCH:
+                break
+        return total
+
+    async def schedule_mark(self, name: str) -> float | None:
+        """The latest instant periodic task *name* was enqueued for, or None."""
+        rows = await self._read(
+            lambda conn: conn.execute(
+                "SELECT last_at FROM aw_schedules WHERE name = ?", (name,)
+            ).fetchall()
+        )
+        return float(rows[0][0]) if rows else None
+
+    async def advance_schedule(
+        self, name: str, seen: float | None, latest: float, jobs: Sequence[NewJob]
+    ) -> bool:
+        """Move the mark of *name* from *seen* to *latest* and add *jobs*, in one
+        transaction, if the mark is still *seen*; True if this call did."""
+        batch = list(jobs)
+
+        def write(conn: sqlite3.Connection) -> bool:
+            if seen is None:
+                cursor = conn.execute(
+                    "INSERT INTO aw_schedules (name, last_at) VALUES (?, ?) "
+                    "ON CONFLICT (name) DO NOTHING",
+                    (name, latest),
+                )
+            else:
+                cursor = conn.execute(
+                    "UPDATE aw_schedules SET last_at = ? WHERE name = ? AND last_at = ?",
+                    (latest, name, seen),
+                )
+            if cursor.rowcount != 1:
+                return False  # another worker moved it first: its jobs are in
+            _insert(conn, batch, time.time())
+            return True
+
+        advanced = await self._write(write)
+        self._local_enqueues += advanced and bool(batch)
+        return advanced
 
 
 class _SyncHeartbeat:
