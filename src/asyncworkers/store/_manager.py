@@ -15,6 +15,11 @@ Stopping (``stop()``, or SIGTERM/SIGINT with ``handle_signals``): no new claims,
 jobs get ``shutdown_grace`` seconds to finish, then the rest are cancelled and released to
 the queue without counting an attempt. A second ``stop(grace=0)`` (or a second signal) skips
 what is left of the grace.
+
+A store error that waiting cannot fix (a non-transient ``StoreUnavailable``: the SQLite file
+deleted under the worker, a database that is gone) stops the Manager at once; leaving
+``async with`` then raises it, so that a worker exits with the reason rather than retry
+forever.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 import asyncworkers as aw
 
+from ._errors import StoreUnavailable
 from ._heartbeat import LeaseKeeper
 from ._jobs import encode_result
 from ._protocol import DEFAULT_LEASE, MAX_PAYLOAD_BYTES, Claimed, Store
@@ -224,6 +230,7 @@ class Manager:
         self._claim_done: anyio.Event | None = None  # the claim loop has ended
         self._grace_scope: anyio.CancelScope | None = None
         self._keeper: LeaseKeeper | None = None
+        self._fatal: StoreUnavailable | None = None  # a store error that stopped us
 
     def __repr__(self) -> str:
         state = "stopping" if self._stopping else "running" if self._started else "new"
@@ -301,6 +308,8 @@ class Manager:
                 await self._runtime.__aexit__(None, None, None)
             assert self._stopped is not None
             self._stopped.set()
+        if self._fatal is not None and exc is None:
+            raise self._fatal
 
     async def run(self) -> None:
         """Run until :meth:`stop` is called (or a signal arrives, with ``handle_signals``)."""
@@ -441,6 +450,8 @@ class Manager:
                 claimed = await self._store.claim(group.queues, want, self._lease, self.worker)
         except Exception as exc:  # the database is away: wait and try again, never crash
             self._store_error = _one_line(exc)
+            if self._stop_on_fatal(exc):
+                return False
             self._claim_errors += 1
             pause = min(self._poll * 2**self._claim_errors, _MAX_BACKOFF)
             log.error("claim failed (%s); trying again in %.1f s", _one_line(exc), pause)
@@ -458,7 +469,12 @@ class Manager:
         async with anyio.create_task_group() as tg:
 
             async def store_side() -> None:
-                await self._store.wait_for_work(self._poll)
+                try:
+                    await self._store.wait_for_work(self._poll)
+                except Exception as exc:  # the claim that follows says more, or stops us
+                    if not self._stop_on_fatal(exc):
+                        log.warning("waiting for work failed: %s", _one_line(exc))
+                        await anyio.sleep(self._poll)
                 tg.cancel_scope.cancel()
 
             async def our_side() -> None:
@@ -629,7 +645,7 @@ class Manager:
                     ok = await write()
                     break
                 except Exception as exc:
-                    if time.monotonic() + pause > deadline:
+                    if self._stop_on_fatal(exc) or time.monotonic() + pause > deadline:
                         log.error("job %s: giving up its write: %s", held.claimed.id,
                                   _one_line(exc))  # fmt: skip
                         break
@@ -690,7 +706,8 @@ class Manager:
                 count = await self._store.requeue_expired()
             except Exception as exc:
                 self._store_error = _one_line(exc)
-                log.exception("requeue_expired failed")
+                if not self._stop_on_fatal(exc):
+                    log.exception("requeue_expired failed")
             else:
                 if self._claim_errors == 0:
                     self._store_error = None
@@ -700,6 +717,16 @@ class Manager:
             await anyio.sleep(self._poll)
 
     # -- stopping ------------------------------------------------------------------------
+
+    def _stop_on_fatal(self, exc: Exception) -> bool:
+        """True (and a stop without grace begun) for an error that waiting cannot fix."""
+        if not isinstance(exc, StoreUnavailable) or exc.transient:
+            return False
+        if self._fatal is None:
+            self._fatal = exc
+            log.error("stopping: %s", _one_line(exc))
+        self.stop(grace=0)
+        return True
 
     async def _signal_loop(self, *, task_status: TaskStatus[None]) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
