@@ -168,7 +168,7 @@ async def test_a_port_in_use_fails_the_start_and_leaves_nothing_behind() -> None
         taken.listen()
         port = taken.getsockname()[1]
         async with aw.Runtime() as rt:
-            with pytest.raises(OSError, match="(?i)address already in use"):
+            with pytest.raises(OSError, match=r"(?i)address already in use"):
                 async with aw.ops.serve(rt, "127.0.0.1", port):
                     pass
             assert rt._hooks == ()  # the metrics hook was removed again
