@@ -38,7 +38,20 @@ class _OneLineParser(argparse.ArgumentParser):
     """A parser whose errors are one line (``asyncworkers load: error: ...``), no usage."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {_explained(message)}\n")
+
+
+# The options that take a duration. argparse reads a value like ``-3s`` as an option and
+# says only "expected one argument"; for these, say what a value must look like.
+_DURATION_OPTIONS = ("-d/--duration", "--timeout", "--p99", "--stages")
+
+
+def _explained(message: str) -> str:
+    if message.endswith("expected one argument") and any(
+        f"argument {name}:" in message for name in _DURATION_OPTIONS
+    ):
+        return f"{message}: a duration such as 10, 10s or 500ms (durations must be positive)"
+    return message
 
 
 def _type(convert: Callable[[str], Any]) -> Callable[[str], Any]:

@@ -15,6 +15,9 @@ from dataclasses import dataclass
 
 from ._pg_migrations import quote_ident
 
+# scheduled rows that come due staged per claim at most (more: at the next claims)
+_STAGE_BATCH = 1000
+
 # the columns of a JobRecord, times as unix seconds
 _RECORD = """id, task, args, state, priority, queue, attempts, max_attempts, result, error, key,
     extract(epoch FROM enqueued_at)::float8 AS enqueued_at,
@@ -45,14 +48,20 @@ class Statements:
     retry: str
     cancel: str
     purge: str
+    jobs: str
+    schedule_mark: str
+    schedule_insert: str
+    schedule_update: str
 
 
 def statements(schema: str) -> Statements:
-    t = f"{quote_ident(schema)}.jobs"
+    s = quote_ident(schema)
+    t = f"{s}.jobs"
     return Statements(
         enqueue=f"""
-            INSERT INTO {t} (task, args, priority, queue, max_attempts, key, run_at)
-            VALUES ($1, $2, $3, $4, $5, $6, coalesce(to_timestamp($7::float8), now()))
+            INSERT INTO {t} (task, args, priority, queue, max_attempts, key, run_at, scheduled)
+            VALUES ($1, $2, $3, $4, $5, $6, coalesce(to_timestamp($7::float8), now()),
+                    coalesce(to_timestamp($7::float8) > now(), false))
             ON CONFLICT (key) WHERE key IS NOT NULL DO NOTHING
             RETURNING id""",
         # Ids are drawn in input order (MATERIALIZED pins one nextval per row), so a batch is
@@ -65,9 +74,11 @@ def statements(schema: str) -> Statements:
                      AS j(task, args, priority, queue, max_attempts, key, run_at, ord)
                 ORDER BY j.ord
             ), inserted AS (
-                INSERT INTO {t} (id, task, args, priority, queue, max_attempts, key, run_at)
+                INSERT INTO {t} (id, task, args, priority, queue, max_attempts, key, run_at,
+                                 scheduled)
                 SELECT id, task, args, priority, queue, max_attempts, key,
-                       coalesce(to_timestamp(run_at), now())
+                       coalesce(to_timestamp(run_at), now()),
+                       coalesce(to_timestamp(run_at) > now(), false)
                 FROM input
                 ON CONFLICT (key) WHERE key IS NOT NULL DO NOTHING
                 RETURNING id
@@ -90,6 +101,7 @@ def statements(schema: str) -> Statements:
                              THEN 'dead' ELSE 'queued' END,
                 error = $3,
                 run_at = CASE WHEN $4::float8 IS NULL THEN run_at ELSE to_timestamp($4) END,
+                scheduled = coalesce(to_timestamp($4::float8) > now(), false),
                 finished_at = CASE WHEN $4::float8 IS NULL OR attempts >= max_attempts
                                    THEN now() END,
                 lease_until = NULL
@@ -97,7 +109,7 @@ def statements(schema: str) -> Statements:
               AND (state = 'running' OR ($5::bool AND state IN ('queued', 'dead')))
             RETURNING state""",
         release=f"""
-            UPDATE {t} SET state = 'queued', lease_until = NULL, worker = NULL,
+            UPDATE {t} SET state = 'queued', lease_until = NULL, worker = NULL, scheduled = false,
                 attempts = attempts - CASE WHEN state = 'running' THEN 1 ELSE 0 END
             WHERE id = $1 AND token = $2
               AND (state = 'running' OR ($3::bool AND state = 'queued'))
@@ -113,7 +125,7 @@ def statements(schema: str) -> Statements:
                 error = 'lease expired: worker ' || coalesce(worker, '?')
                         || ' lost attempt ' || attempts || ' of ' || max_attempts,
                 finished_at = CASE WHEN attempts >= max_attempts THEN now() END,
-                lease_until = NULL
+                lease_until = NULL, scheduled = false
             WHERE state = 'running' AND lease_until < now()
             RETURNING state""",
         notify="SELECT pg_notify($1, '')",
@@ -130,37 +142,73 @@ def statements(schema: str) -> Statements:
             ORDER BY finished_at DESC, id DESC LIMIT $1""",
         retry=f"""
             UPDATE {t} SET state = 'queued', attempts = 0, run_at = now(), finished_at = NULL,
-                lease_until = NULL
+                lease_until = NULL, scheduled = false
             WHERE id = $1 AND state IN ('dead', 'cancelled')
             RETURNING id""",
         cancel=f"""
             UPDATE {t} SET state = 'cancelled', finished_at = now(), error = 'cancelled'
             WHERE id = $1 AND state = 'queued'
             RETURNING id""",
+        # one batch ($3 rows); the first condition is the ended-rows index's own
         purge=f"""
             WITH gone AS (
-                DELETE FROM {t}
-                WHERE state IN ('succeeded', 'dead', 'cancelled')
-                  AND finished_at < to_timestamp($1)
+                DELETE FROM {t} WHERE id IN (
+                    SELECT id FROM {t}
+                    WHERE state IN ('succeeded', 'dead', 'cancelled')
+                      AND state = ANY($2::text[]) AND finished_at < to_timestamp($1)
+                    LIMIT $3)
                 RETURNING 1)
             SELECT count(*)::int FROM gone""",
+        jobs=f"""
+            SELECT {_RECORD} FROM {t}
+            WHERE ($1::text IS NULL OR state = $1) AND ($2::text IS NULL OR queue = $2)
+              AND ($3::text IS NULL OR task = $3)
+            ORDER BY id DESC LIMIT $4""",
+        schedule_mark=f"SELECT last_at FROM {s}.schedules WHERE name = $1",
+        schedule_insert=f"""
+            INSERT INTO {s}.schedules (name, last_at) VALUES ($1, $2)
+            ON CONFLICT (name) DO NOTHING RETURNING name""",
+        schedule_update=f"""
+            UPDATE {s}.schedules SET last_at = $2 WHERE name = $1 AND last_at = $3
+            RETURNING name""",
     )
 
 
 def _claim(t: str, *, queue_filter: str) -> str:
     """Claim a batch: walk the ready index in claim order, skip rows other workers hold.
 
+    jobs_ready holds no scheduled row, so its walk meets due rows only, however many wait
+    for a later time. The scheduled rows that have come due (``due``: one probe of
+    jobs_scheduled when none has) compete in the same claim order; those not claimed are
+    staged (``scheduled = false``), which moves them into jobs_ready. Each row is written
+    once: by the claim if picked, else by the staging. Past _STAGE_BATCH rows come due at
+    once, the rest join at the next claims.
+
     A row whose payload is over $4 bytes (written behind the store's back, far over what
     enqueue accepts) is dead-lettered by the same statement and handed out with an empty
     payload, so that no worker ever loads it; the Manager rejects the smaller oversized ones.
     """
     return f"""
-        WITH picked AS (
-            SELECT id FROM {t}
-            WHERE state = 'queued' AND run_at <= now() {queue_filter}
+        WITH due AS (
+            SELECT id, priority FROM {t}
+            WHERE state = 'queued' AND scheduled AND run_at <= now() {queue_filter}
+            ORDER BY run_at
+            LIMIT {_STAGE_BATCH}
+            FOR UPDATE SKIP LOCKED
+        ), ready AS (
+            SELECT id, priority FROM {t}
+            WHERE state = 'queued' AND NOT scheduled AND run_at <= now() {queue_filter}
             ORDER BY priority DESC, id
             LIMIT $1
             FOR UPDATE SKIP LOCKED
+        ), picked AS (
+            SELECT id FROM (SELECT * FROM due UNION ALL SELECT * FROM ready) AS candidates
+            ORDER BY priority DESC, id
+            LIMIT $1
+        ), staged AS (
+            UPDATE {t} AS j SET scheduled = false
+            FROM due
+            WHERE j.id = due.id AND due.id NOT IN (SELECT id FROM picked)
         )
         UPDATE {t} AS j SET
             state = CASE WHEN octet_length(j.args) > $4 THEN 'dead' ELSE 'running' END,
@@ -174,7 +222,7 @@ def _claim(t: str, *, queue_filter: str) -> str:
             nonce = floor(random() * 2147483648)::int,
             lease_until = CASE WHEN octet_length(j.args) > $4 THEN NULL
                                ELSE now() + make_interval(secs => $2) END,
-            worker = $3, started_at = now()
+            worker = $3, started_at = now(), scheduled = false
         FROM picked
         WHERE j.id = picked.id
         RETURNING j.id, j.task, j.state,

@@ -29,21 +29,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 
 from ._errors import StoreError
-from ._jobs import EnqueueFields, decode_json, wait_result
+from ._jobs import EnqueueFields, decode_json, job_filters, purge_states, wait_result
 from ._pg_batch import CompletionBatcher, Write
 from ._pg_connect import Target, is_connection_lost, parse_target, unavailable, with_retries
 from ._pg_heartbeat import PgSyncHeartbeat
 from ._pg_listen import Listener
 from ._pg_migrations import channel_for, migrate
 from ._pg_sql import statements
-from ._protocol import MAX_PAYLOAD_BYTES, STATES, Claimed, JobRecord, NewJob, State
+from ._protocol import (
+    MAX_PAYLOAD_BYTES,
+    PURGE_BATCH,
+    STATES,
+    Claimed,
+    JobRecord,
+    NewJob,
+    State,
+)
 
 __all__ = ["PostgresStore"]
 
@@ -269,7 +277,8 @@ class PostgresStore(EnqueueFields):
         return await self._run(insert)
 
     async def enqueue_many(self, jobs: Iterable[NewJob]) -> list[int]:
-        """Add many jobs, up to 5,000 per statement; their ids in input order."""
+        """Add many jobs in one transaction (all or none), up to 5,000 per statement; their
+        ids in input order."""
         batch = list(jobs)
         for i, job in enumerate(batch):
             if not isinstance(job, NewJob):
@@ -279,12 +288,20 @@ class PostgresStore(EnqueueFields):
                 )
         if len(batch) == 1:  # what TaskRegistry.enqueue sends: the plain INSERT is cheaper
             return [await self._enqueue_one(batch[0])]
-        ids: list[int] = []
-        for start in range(0, len(batch), _ENQUEUE_CHUNK):
-            ids.extend(await self._enqueue_chunk(batch[start : start + _ENQUEUE_CHUNK]))
-        return ids
+        chunks = [batch[i : i + _ENQUEUE_CHUNK] for i in range(0, len(batch), _ENQUEUE_CHUNK)]
 
-    async def _enqueue_chunk(self, chunk: list[NewJob]) -> list[int]:
+        async def insert(conn: Conn, _: bool) -> list[int]:
+            ids: list[int] = []
+            # one transaction: a file of jobs is added whole or not at all (a lost
+            # connection rolls it back, and the whole of it is run again)
+            async with conn.transaction():
+                for chunk in chunks:
+                    ids.extend(await self._enqueue_chunk(conn, chunk))
+            return ids
+
+        return await self._run(insert)
+
+    async def _enqueue_chunk(self, conn: Conn, chunk: list[NewJob]) -> list[int]:
         sql = self._sql
         columns = (
             [j.task for j in chunk],
@@ -296,17 +313,14 @@ class PostgresStore(EnqueueFields):
             [j.run_at for j in chunk],
         )
 
-        async def insert(conn: Conn, _: bool) -> list[int]:
-            rows = await conn.fetch(sql.enqueue_many, *columns)
-            ids: list[int | None] = [r["id"] for r in rows]
-            taken = [j.key for j, i in zip(chunk, ids, strict=True) if i is None]
-            if not taken:
-                return ids  # type: ignore[return-value]  # every row inserted
-            # keys used before (or twice in this chunk): the first job's id
-            by_key = {r["key"]: r["id"] for r in await conn.fetch(sql.ids_by_key, taken)}
-            return [by_key[j.key] if i is None else i for j, i in zip(chunk, ids, strict=True)]
-
-        return await self._run(insert)
+        rows = await conn.fetch(sql.enqueue_many, *columns)
+        ids: list[int | None] = [r["id"] for r in rows]
+        taken = [j.key for j, i in zip(chunk, ids, strict=True) if i is None]
+        if not taken:
+            return ids  # type: ignore[return-value]  # every row inserted
+        # keys used before (or twice in this chunk): the first job's id
+        by_key = {r["key"]: r["id"] for r in await conn.fetch(sql.ids_by_key, taken)}
+        return [by_key[j.key] if i is None else i for j, i in zip(chunk, ids, strict=True)]
 
     # -- the Manager's side --------------------------------------------------------------
 
@@ -479,12 +493,65 @@ class PostgresStore(EnqueueFields):
         """Cancel a queued job; False when it is not waiting."""
         return await self._run(lambda conn, _: conn.fetchval(self._sql.cancel, id)) is not None
 
-    async def purge(self, older_than: float) -> int:
-        """Delete ended jobs finished before *older_than* (unix seconds); how many."""
-        if isinstance(older_than, bool) or not isinstance(older_than, int | float):
-            raise TypeError(f"older_than must be unix seconds, got {older_than!r}")
-        n: int = await self._run(lambda conn, _: conn.fetchval(self._sql.purge, older_than))
-        return n
+    async def jobs(
+        self,
+        *,
+        state: State | None = None,
+        queue: str | None = None,
+        task: str | None = None,
+        limit: int = 100,
+    ) -> list[JobRecord]:
+        """Jobs that match every filter given, newest first, at most *limit*."""
+        job_filters(state=state, queue=queue, task=task, limit=limit)
+        rows = await self._run(
+            lambda conn, _: conn.fetch(self._sql.jobs, state, queue, task, limit)
+        )
+        return [_record(r) for r in rows]
+
+    async def purge(self, older_than: float, states: Collection[State] | None = None) -> int:
+        """Delete ended jobs (or those of *states*) finished before *older_than* (unix
+        seconds), PURGE_BATCH rows per transaction; how many."""
+        chosen = list(purge_states(older_than, states))
+        when = float(older_than)
+        total = 0
+        while True:
+            n: int = await self._run(
+                lambda conn, _: conn.fetchval(self._sql.purge, when, chosen, PURGE_BATCH)
+            )
+            total += n
+            if n < PURGE_BATCH:
+                return total
+
+    async def schedule_mark(self, name: str) -> float | None:
+        """The latest instant periodic task *name* was enqueued for, or None."""
+        value = await self._run(lambda conn, _: conn.fetchval(self._sql.schedule_mark, name))
+        return None if value is None else float(value)
+
+    async def advance_schedule(
+        self, name: str, seen: float | None, latest: float, jobs: Sequence[NewJob]
+    ) -> bool:
+        """Move the mark of *name* from *seen* to *latest* and add *jobs*, in one
+        transaction, if the mark is still *seen*; True if this call did."""
+        batch = list(jobs)
+        sql = self._sql
+
+        async def write(conn: Conn, _: bool) -> bool:
+            async with conn.transaction():
+                if seen is None:
+                    moved = await conn.fetchval(sql.schedule_insert, name, float(latest))
+                else:
+                    moved = await conn.fetchval(
+                        sql.schedule_update, name, float(latest), float(seen)
+                    )
+                if moved is None:
+                    return False  # another worker moved it first: its jobs are in
+                for start in range(0, len(batch), _ENQUEUE_CHUNK):
+                    await self._enqueue_chunk(conn, batch[start : start + _ENQUEUE_CHUNK])
+                return True
+
+        # run again after a lost connection: a commit whose reply was lost reads as a
+        # mark moved by someone else (False), and the jobs are in either way
+        return await self._run(write)
 
 
 async def _reset(conn: asyncpg.Connection) -> None:

@@ -11,6 +11,12 @@ Why it holds up with several processes on one file:
   the caller get a :class:`StoreError`, naming the file.
 - ``synchronous=NORMAL``: in WAL mode a commit survives the crash of the process (the jobs
   this store promises to keep); only a power loss may drop the last commits.
+- Opening writes nothing when the schema is current, and ``read_only=True`` opens the file
+  read-only, so that reading (``asyncworkers status``) works on a full disk and on a file
+  nobody may write. A write that fails for want of room raises :class:`StoreFull`.
+- The file deleted (or replaced) under an open store: every call raises a non-transient
+  :class:`StoreUnavailable` rather than go on with a file nobody else sees; a Manager stops
+  on it.
 
 The blocking calls run through ``anyio.to_thread.run_sync`` one at a time per store (a
 connection is used by one thread at a time); they are never abandoned on cancellation, so a
@@ -24,16 +30,17 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+import urllib.parse
+from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
 import anyio
 
-from ._errors import StoreError, StoreUnavailable
-from ._jobs import EnqueueFields, decode_json, wait_result
-from ._protocol import STATES, Claimed, JobRecord, NewJob, State
+from ._errors import StoreError, StoreFull, StoreUnavailable
+from ._jobs import EnqueueFields, decode_json, job_filters, purge_states, wait_result
+from ._protocol import PURGE_BATCH, STATES, Claimed, JobRecord, NewJob, State
 from ._sqlite_schema import MIGRATIONS
 
 __all__ = ["SQLiteStore"]
@@ -44,14 +51,19 @@ T = TypeVar("T")
 # thread hop of ~0.1 ms each, so an idle worker spends ~0.5 % of a core on it.
 _WATCH_INTERVAL = 0.02
 
+# Free bytes under which a disk I/O error is taken for a full disk: a WAL frame is a page
+# (4 KiB), the shared-memory index grows by 32 KiB.
+_FULL_BELOW = 64 * 1024
+
 # JobRecord's fields, in its order.
 _COLUMNS = (
     "id, task, args, state, priority, queue, attempts, max_attempts, result, error, key, "
     "enqueued_at, run_at, started_at, finished_at, lease_until, worker"
 )
 _INSERT = (
-    "INSERT INTO aw_jobs (task, args, priority, queue, max_attempts, key, enqueued_at, run_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO aw_jobs "
+    "(task, args, priority, queue, max_attempts, key, enqueued_at, run_at, scheduled) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -82,45 +94,103 @@ class _Pending:
 class _Database:
     """One sqlite3 connection, used by one thread at a time, with busy waits and retries."""
 
-    def __init__(self, path: str, busy_timeout: float, locked_give_up: float) -> None:
+    def __init__(
+        self, path: str, busy_timeout: float, locked_give_up: float, *, read_only: bool = False
+    ) -> None:
         self.path = path
+        self.read_only = read_only
         self._busy_timeout = busy_timeout
         self._give_up = locked_give_up
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
+        self._identity: tuple[int, int] | None = None  # (device, inode) of the file opened
 
     def connect(self) -> None:
         with self._lock:
             if self._conn is None:
-                self._conn = self._retry_busy(self._open)
+                opener = self._open_read_only if self.read_only else self._open
+                self._conn = self._retry_busy(opener)
+                self._identity = self._file_identity()
 
     def _open(self) -> sqlite3.Connection:
+        conn = self._connect(self.path, uri=False)
         try:
-            conn = sqlite3.connect(
-                self.path,
-                timeout=self._busy_timeout,
-                isolation_level=None,  # autocommit: transactions are explicit
-                check_same_thread=False,  # the lock above keeps it to one thread at a time
-            )
-        except sqlite3.OperationalError as exc:
-            raise self._unavailable(exc) from None
-        try:
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            if mode != "wal":  # asked only when needed: the switch is a write
+                mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             conn.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.DatabaseError as exc:
             conn.close()
             if _busy(exc):
                 raise
-            raise self._unavailable(exc) from None
+            raise self._open_error(exc) from None
         if mode != "wal":
             conn.close()
             raise StoreUnavailable(f"SQLite database {self.path}: cannot use WAL (got {mode!r})")
         return conn
 
-    def _unavailable(self, exc: sqlite3.Error) -> StoreUnavailable:
+    def _open_read_only(self) -> sqlite3.Connection:
+        """Open without writing. A WAL database needs its shared-memory index (the ``-shm``
+        file), which a full disk or a read-only folder may not let SQLite create; then, if
+        no write-ahead log holds commits the file lacks (nobody has it open), the file is
+        read as it stands (``immutable``)."""
+        if not os.path.isfile(self.path):
+            raise self._unavailable("no such file")
+        target = "file:" + urllib.parse.quote(os.path.abspath(self.path))
+        conn = self._connect(target + "?mode=ro", uri=True)
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            if _busy(exc):
+                raise
+            wal = self.path + "-wal"
+            if os.path.exists(wal) and os.path.getsize(wal) > 0:
+                raise self._open_error(exc) from None
+            conn = self._connect(target + "?mode=ro&immutable=1", uri=True)
+        return conn
+
+    def _connect(self, target: str, *, uri: bool) -> sqlite3.Connection:
+        try:
+            return sqlite3.connect(
+                target,
+                uri=uri,
+                timeout=self._busy_timeout,
+                isolation_level=None,  # autocommit: transactions are explicit
+                check_same_thread=False,  # the lock above keeps it to one thread at a time
+            )
+        except sqlite3.OperationalError as exc:
+            raise self._open_error(exc) from None
+
+    def _open_error(self, exc: sqlite3.Error) -> StoreError:
+        error = sqlite_error(self.path, exc)
+        return error if isinstance(error, StoreFull) else self._unavailable(str(exc))
+
+    def _unavailable(self, why: str) -> StoreUnavailable:
         where = Path(self.path)
         hint = "" if where.parent.is_dir() else f" (the folder {where.parent} does not exist)"
-        return StoreUnavailable(f"cannot open SQLite database {self.path}: {exc}{hint}")
+        with contextlib.suppress(OSError):
+            if os.statvfs(where.parent).f_flag & os.ST_RDONLY:
+                hint = " (the file system holding it is mounted read-only)"
+        return StoreUnavailable(f"cannot open SQLite database {self.path}: {why}{hint}")
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino
+
+    def _check_same_file(self) -> None:
+        """Raise when the file we opened is no longer at our path (deleted, or replaced):
+        our writes would go to a file nobody else sees."""
+        if self._identity is None or self._file_identity() == self._identity:
+            return
+        raise StoreUnavailable(
+            f"SQLite database {self.path} was deleted or replaced while open; "
+            "refusing to go on with a file nobody else sees",
+            transient=False,
+        )
 
     def close(self) -> None:
         with self._lock:
@@ -153,7 +223,7 @@ class _Database:
                 if _busy(exc):
                     raise  # the whole batch goes again
                 conn.execute("ROLLBACK TO one")
-                out.append((False, StoreError(f"SQLite database {self.path}: {exc}")))
+                out.append((False, sqlite_error(self.path, exc)))
             except Exception as exc:
                 conn.execute("ROLLBACK TO one")
                 out.append((False, exc))
@@ -171,6 +241,7 @@ class _Database:
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
             raise StoreError(f"SQLite store {self.path} is not open: use `await store.open()`")
+        self._check_same_file()
         return self._conn
 
     def _retry_busy(self, step: Callable[[], T]) -> T:
@@ -181,7 +252,7 @@ class _Database:
                 return step()
             except sqlite3.OperationalError as exc:
                 if not _busy(exc):
-                    raise StoreError(f"SQLite database {self.path}: {exc}") from exc
+                    raise sqlite_error(self.path, exc) from exc
                 if time.monotonic() >= deadline:
                     raise StoreError(
                         f"SQLite database {self.path} stayed locked for {self._give_up:g} s "
@@ -194,6 +265,28 @@ class _Database:
 def _busy(exc: sqlite3.Error) -> bool:
     text = str(exc)
     return "locked" in text or "busy" in text
+
+
+def sqlite_error(path: str, exc: sqlite3.Error) -> StoreError:
+    """The store's error for a failed SQLite call: :class:`StoreFull` when the disk is full,
+    a non-transient :class:`StoreUnavailable` when the file cannot be written at all."""
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF  # the primary result code
+    if code == sqlite3.SQLITE_FULL or (code == sqlite3.SQLITE_IOERR and _no_room(path)):
+        return StoreFull(
+            f"SQLite database {path}: the disk is full ({exc}); reading still works "
+            "(`asyncworkers status`)"
+        )
+    if code == sqlite3.SQLITE_READONLY:
+        return StoreUnavailable(f"SQLite database {path} cannot be written: {exc}")
+    return StoreError(f"SQLite database {path}: {exc}")
+
+
+def _no_room(path: str) -> bool:
+    try:
+        st = os.statvfs(os.path.dirname(os.path.abspath(path)))
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < _FULL_BELOW
 
 
 def _transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -216,6 +309,9 @@ class SQLiteStore(EnqueueFields):
     :param busy_timeout: seconds SQLite itself waits for another writer before retrying
     :param locked_give_up: seconds of a database locked by another process before a call
         raises :class:`StoreError` instead of waiting on
+    :param read_only: open the file read-only (it must exist, its schema current); every
+        write raises :class:`StoreError`. Reads then work on a full disk and on a file or
+        folder nobody may write
     """
 
     def __init__(
@@ -224,6 +320,7 @@ class SQLiteStore(EnqueueFields):
         *,
         busy_timeout: float = 5.0,
         locked_give_up: float = 300.0,
+        read_only: bool = False,
     ) -> None:
         if not isinstance(path, str | os.PathLike):
             raise TypeError(f"path must be a str or a path, got {path!r}")
@@ -236,10 +333,13 @@ class SQLiteStore(EnqueueFields):
         for name, value in (("busy_timeout", busy_timeout), ("locked_give_up", locked_give_up)):
             if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
                 raise ValueError(f"{name} must be a number of seconds > 0, got {value!r}")
+        if not isinstance(read_only, bool):
+            raise TypeError(f"read_only must be a bool, got {read_only!r}")
         self.path = text
+        self.read_only = read_only
         self._busy_timeout = float(busy_timeout)
         self._give_up = float(locked_give_up)
-        self._db = _Database(text, self._busy_timeout, self._give_up)
+        self._db = _Database(text, self._busy_timeout, self._give_up, read_only=read_only)
         self._limiter: anyio.CapacityLimiter | None = None
         self._queue: list[_Pending] = []  # writes waiting for the next batch
         self._flushing: anyio.Event | None = None  # set when the batch under way is done
@@ -247,7 +347,7 @@ class SQLiteStore(EnqueueFields):
         self._local_enqueues = 0  # wakes wait_for_work in this process at once
 
     def __repr__(self) -> str:
-        return f"SQLiteStore({self.path!r})"
+        return f"SQLiteStore({self.path!r}{', read_only=True' if self.read_only else ''})"
 
     async def __aenter__(self) -> SQLiteStore:
         await self.open()
@@ -275,6 +375,8 @@ class SQLiteStore(EnqueueFields):
         The first writer to find no batch under way runs one with everything queued; the
         others wait for it, and go again if theirs was queued too late to be in it.
         """
+        if self.read_only:
+            raise StoreError(f"{self!r} was opened read-only: it cannot write")
         item = _Pending(fn)
         self._queue.append(item)
         try:
@@ -315,11 +417,20 @@ class SQLiteStore(EnqueueFields):
     # -- lifecycle -----------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Open the file (creating it), switch to WAL and bring the schema up to date."""
+        """Open the file (creating it), switch to WAL and bring the schema up to date.
+        Nothing is written when it is already so; ``read_only``: nothing ever is."""
         if self._opened:
             return
         await self._call(self._db.connect)
-        await self._write(_migrate)
+        try:
+            version = await self._read(_schema_version)
+            if self.read_only:
+                _check_readable(self.path, version)
+            elif version != len(MIGRATIONS):
+                await self._write(_migrate)
+        except BaseException:
+            await self._call(self._db.close)
+            raise
         self._opened = True
 
     async def close(self) -> None:
@@ -382,6 +493,7 @@ class SQLiteStore(EnqueueFields):
                 "finished_at = CASE WHEN :retry_at IS NULL OR attempts >= max_attempts "
                 "    THEN :now ELSE NULL END, "
                 "run_at = coalesce(:retry_at, run_at), "
+                "scheduled = coalesce(:retry_at > :now, 0), "
                 "error = :error, lease_until = NULL, worker = NULL "
                 "WHERE id = :id AND claims = :token AND state = 'running'",
                 {"retry_at": retry_at, "now": now, "error": error, "id": id, "token": token},
@@ -395,7 +507,7 @@ class SQLiteStore(EnqueueFields):
 
         def write(conn: sqlite3.Connection) -> bool:
             cursor = conn.execute(
-                "UPDATE aw_jobs SET state = 'queued', attempts = attempts - 1, "
+                "UPDATE aw_jobs SET state = 'queued', attempts = attempts - 1, scheduled = 0, "
                 "lease_until = NULL, worker = NULL "
                 "WHERE id = ? AND claims = ? AND state = 'running'",
                 (id, token),
@@ -426,7 +538,7 @@ class SQLiteStore(EnqueueFields):
                 "finished_at = CASE WHEN attempts >= max_attempts THEN :now ELSE NULL END, "
                 "error = 'lease expired: worker ' || coalesce(worker, '?') || "
                 "    ' stopped renewing it during attempt ' || attempts, "
-                "lease_until = NULL, worker = NULL "
+                "lease_until = NULL, worker = NULL, scheduled = 0 "
                 "WHERE state = 'running' AND lease_until < :now",
                 {"now": now},
             )
@@ -511,7 +623,7 @@ class SQLiteStore(EnqueueFields):
 
         def write(conn: sqlite3.Connection) -> bool:
             cursor = conn.execute(
-                "UPDATE aw_jobs SET state = 'queued', attempts = 0, run_at = ?, "
+                "UPDATE aw_jobs SET state = 'queued', attempts = 0, run_at = ?, scheduled = 0, "
                 "finished_at = NULL, result = NULL "
                 "WHERE id = ? AND state IN ('dead', 'cancelled')",
                 (time.time(), id),
@@ -535,18 +647,83 @@ class SQLiteStore(EnqueueFields):
 
         return await self._write(write)
 
-    async def purge(self, older_than: float) -> int:
-        """Delete ended jobs that finished before *older_than* (unix seconds)."""
+    async def jobs(
+        self,
+        *,
+        state: State | None = None,
+        queue: str | None = None,
+        task: str | None = None,
+        limit: int = 100,
+    ) -> list[JobRecord]:
+        """Jobs that match every filter given, newest first, at most *limit*."""
+        where, params = job_filters(state=state, queue=queue, task=task, limit=limit)
+        clause = " AND ".join(f"{column} = ?" for column in where)
+        rows = await self._read(
+            lambda conn: conn.execute(
+                f"SELECT {_COLUMNS} FROM aw_jobs {'WHERE ' + clause if clause else ''} "
+                "ORDER BY id DESC LIMIT ?",
+                (*params, limit),
+            ).fetchall()
+        )
+        return [_record(row) for row in rows]
+
+    async def purge(self, older_than: float, states: Collection[State] | None = None) -> int:
+        """Delete ended jobs (or those of *states*) that finished before *older_than* (unix
+        seconds), PURGE_BATCH rows per transaction; how many."""
+        chosen = purge_states(older_than, states)
+        # the first term repeats the ended-rows index's condition, so that SQLite uses it
+        statement = (
+            "DELETE FROM aw_jobs WHERE id IN (SELECT id FROM aw_jobs "
+            "WHERE state IN ('succeeded', 'dead', 'cancelled') "
+            f"AND state IN ({', '.join('?' * len(chosen))}) AND finished_at < ? LIMIT ?)"
+        )
 
         def write(conn: sqlite3.Connection) -> int:
-            cursor = conn.execute(
-                "DELETE FROM aw_jobs WHERE state IN ('succeeded', 'dead', 'cancelled') "
-                "AND finished_at < ?",
-                (older_than,),
-            )
-            return cursor.rowcount
+            return conn.execute(statement, (*chosen, older_than, PURGE_BATCH)).rowcount
 
-        return await self._write(write)
+        total = 0
+        while (deleted := await self._write(write)) > 0:
+            total += deleted
+            if deleted < PURGE_BATCH:
+                break
+        return total
+
+    async def schedule_mark(self, name: str) -> float | None:
+        """The latest instant periodic task *name* was enqueued for, or None."""
+        rows = await self._read(
+            lambda conn: conn.execute(
+                "SELECT last_at FROM aw_schedules WHERE name = ?", (name,)
+            ).fetchall()
+        )
+        return float(rows[0][0]) if rows else None
+
+    async def advance_schedule(
+        self, name: str, seen: float | None, latest: float, jobs: Sequence[NewJob]
+    ) -> bool:
+        """Move the mark of *name* from *seen* to *latest* and add *jobs*, in one
+        transaction, if the mark is still *seen*; True if this call did."""
+        batch = list(jobs)
+
+        def write(conn: sqlite3.Connection) -> bool:
+            if seen is None:
+                cursor = conn.execute(
+                    "INSERT INTO aw_schedules (name, last_at) VALUES (?, ?) "
+                    "ON CONFLICT (name) DO NOTHING",
+                    (name, latest),
+                )
+            else:
+                cursor = conn.execute(
+                    "UPDATE aw_schedules SET last_at = ? WHERE name = ? AND last_at = ?",
+                    (latest, name, seen),
+                )
+            if cursor.rowcount != 1:
+                return False  # another worker moved it first: its jobs are in
+            _insert(conn, batch, time.time())
+            return True
+
+        advanced = await self._write(write)
+        self._local_enqueues += advanced and bool(batch)
+        return advanced
 
 
 class _SyncHeartbeat:
@@ -567,6 +744,27 @@ class _SyncHeartbeat:
 
 
 # -- the statements, run in a thread -------------------------------------------------------
+
+
+def _schema_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def _check_readable(path: str, version: int) -> None:
+    """A read-only store cannot create nor upgrade the schema: say what to do instead."""
+    if version == len(MIGRATIONS):
+        return
+    if version == 0:
+        raise StoreUnavailable(f"SQLite database {path} holds no asyncworkers jobs")
+    if version > len(MIGRATIONS):
+        raise StoreError(
+            f"the database schema is version {version}, newer than this asyncworkers "
+            f"knows ({len(MIGRATIONS)}): upgrade asyncworkers"
+        )
+    raise StoreError(
+        f"the database schema of {path} is version {version}, older than this asyncworkers "
+        f"({len(MIGRATIONS)}): open it once for writing (start a worker) to upgrade it"
+    )
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
@@ -608,6 +806,7 @@ def _row(job: NewJob, now: float) -> tuple[Any, ...]:
         job.key,
         now,
         run_at,
+        run_at > now,  # scheduled: out of the claim's index until due (_sqlite_schema)
     )
 
 
@@ -637,6 +836,21 @@ def _insert_keyed(conn: sqlite3.Connection, job: NewJob, now: float) -> int:
     return int(row[0])
 
 
+# Scheduled rows now due join the ready ones: one probe of aw_jobs_scheduled when none is.
+# INDEXED BY pins each plan (an error rather than a silent scan if it ever could not hold):
+# with statistics from ANALYZE, SQLite has been seen to prefer another index and a sort.
+_STAGE = (
+    "UPDATE aw_jobs INDEXED BY aw_jobs_scheduled SET scheduled = 0 "
+    "WHERE state = 'queued' AND scheduled = 1 AND run_at <= ?"
+)
+# The claim's walk of aw_jobs_ready, which holds no scheduled row. (run_at is checked again
+# for rows written behind the store's back, and for a wall clock that went back.)
+_PICK = (
+    "SELECT id FROM aw_jobs INDEXED BY aw_jobs_ready "
+    "WHERE state = 'queued' AND scheduled = 0 AND run_at <= ?"
+)
+
+
 def _claim(
     conn: sqlite3.Connection, queues: Sequence[str] | None, limit: int, lease: float, worker: str
 ) -> list[Claimed]:
@@ -650,11 +864,11 @@ def _claim(
         where = f" AND queue IN ({', '.join('?' * len(queues))})"
         params.extend(queues)
     params.append(limit)
+    conn.execute(_STAGE, (now,))
     rows = conn.execute(
         "UPDATE aw_jobs SET state = 'running', attempts = attempts + 1, claims = claims + 1, "
         "lease_until = ?, started_at = ?, worker = ? "
-        "WHERE id IN (SELECT id FROM aw_jobs WHERE state = 'queued' AND run_at <= ?"
-        f"{where} ORDER BY priority DESC, id LIMIT ?) "
+        f"WHERE id IN ({_PICK}{where} ORDER BY priority DESC, id LIMIT ?) "
         "RETURNING id, task, args, queue, priority, attempts, max_attempts, lease_until, claims",
         params,
     ).fetchall()
