@@ -17,6 +17,7 @@ import anyio
 import asyncworkers as aw
 
 from ._args import Commands, positive_int
+from ._ops_args import add_ops_options, ops_settings
 from ._store_args import add_store_option, age, positive_seconds, run_with_store, task_registry
 
 __all__ = ["add_command", "reach"]
@@ -74,6 +75,7 @@ def add_command(commands: Commands) -> None:
         "--no-periodic", dest="periodic", action="store_false",
         help="do not enqueue the periodic tasks' runs (other workers do)",
     )  # fmt: skip
+    add_ops_options(worker)
     worker.set_defaults(handler=_cmd_worker)
 
 
@@ -94,11 +96,13 @@ def _cmd_worker(args: argparse.Namespace) -> int:
             handle_signals=True,
             periodic=args.periodic,
             retention=args.retention,
+            **ops_settings(args),
         )
         async with manager:
+            served = "" if manager.ops is None or args.http is None else f", http {manager.ops.url}"
             print(
                 f"worker {manager.worker}: {len(args.tasks)} task(s), concurrency "
-                f"{args.concurrency}, store {args.store}",
+                f"{args.concurrency}, store {args.store}{served}",
                 file=sys.stderr,
                 flush=True,
             )
