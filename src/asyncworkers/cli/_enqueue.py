@@ -8,8 +8,17 @@ from typing import Any
 
 import asyncworkers as aw
 
-from ._args import Commands, positive_int
-from ._store_args import add_store_option, run_with_store, seconds, task_registry
+from ._args import Commands
+from ._store_args import (
+    add_store_option,
+    fail,
+    max_attempts,
+    priority,
+    run_with_store,
+    seconds,
+    store_text,
+    task_registry,
+)
 
 __all__ = ["add_command", "json_object"]
 
@@ -33,16 +42,23 @@ def add_command(commands: Commands) -> None:
         description="Add one job (TASK with JSON keyword arguments) to a store.",
     )
     add_store_option(enqueue)
-    enqueue.add_argument("task", metavar="TASK", help="the task's registered name")
+    enqueue.add_argument("task", metavar="TASK", type=store_text, help="the task's registered name")
     enqueue.add_argument(
         "args", metavar="JSON", nargs="?", type=json_object, default=None,
         help='the keyword arguments, a JSON object (default: {})',
     )  # fmt: skip
-    enqueue.add_argument("--priority", type=int, default=None, help="higher runs first")
-    enqueue.add_argument("--queue", default=None, help="the queue (default: the task's)")
-    enqueue.add_argument("--key", default=None, help="idempotency key: one job per key")
+    enqueue.add_argument(
+        "--priority", type=priority, default=None,
+        help="higher runs first (a 32-bit signed whole number)",
+    )  # fmt: skip
+    enqueue.add_argument(
+        "--queue", type=store_text, default=None, help="the queue (default: the task's)"
+    )
+    enqueue.add_argument(
+        "--key", type=store_text, default=None, help="idempotency key: one job per key"
+    )
     enqueue.add_argument("--delay", type=seconds, default=None, help="run no sooner than this")
-    enqueue.add_argument("--max-attempts", type=positive_int, default=None)
+    enqueue.add_argument("--max-attempts", type=max_attempts, default=None)
     enqueue.add_argument(
         "--tasks",
         type=task_registry,
@@ -54,21 +70,31 @@ def add_command(commands: Commands) -> None:
 
 
 def _cmd_enqueue(args: argparse.Namespace) -> int:
-    registry: aw.store.TaskRegistry | None = args.tasks
+    # The job is checked before the store is opened: a value no store holds is one line,
+    # exit 2, and the store is never touched (nor created).
+    try:
+        job = _job(args)
+    except (TypeError, ValueError) as exc:
+        return fail("enqueue", str(exc))
 
     async def body(store: aw.store.Store) -> int:
-        if registry is not None:
-            job_id = await registry.enqueue(
-                store, args.task, args.args, priority=args.priority, queue=args.queue,
-                delay=args.delay, max_attempts=args.max_attempts, key=args.key,
-            )  # fmt: skip
-        else:
-            job_id = await store.enqueue(
-                args.task, args.args, priority=args.priority or 0,
-                queue=args.queue or "default", delay=args.delay,
-                max_attempts=args.max_attempts or 3, key=args.key,
-            )  # fmt: skip
+        (job_id,) = await store.enqueue_many([job])
         print(job_id)
         return 0
 
     return run_with_store("enqueue", args.store, body)
+
+
+def _job(args: argparse.Namespace) -> aw.store.NewJob:
+    registry: aw.store.TaskRegistry | None = args.tasks
+    if registry is not None:
+        return registry.job(
+            args.task, args.args, priority=args.priority, queue=args.queue,
+            delay=args.delay, max_attempts=args.max_attempts, key=args.key,
+        )  # fmt: skip
+    return aw.store.new_job(
+        args.task, args.args,
+        priority=0 if args.priority is None else args.priority,
+        queue=args.queue or "default", delay=args.delay,
+        max_attempts=args.max_attempts or 3, key=args.key,
+    )  # fmt: skip

@@ -14,7 +14,7 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from rich.console import Console
 from rich.live import Live
@@ -32,13 +32,6 @@ __all__ = ["add_command"]
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a command stopped by Ctrl-C
-
-
-class _OneLineParser(argparse.ArgumentParser):
-    """A parser whose errors are one line (``asyncworkers load: error: ...``), no usage."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
 def _type(convert: Callable[[str], Any]) -> Callable[[str], Any]:
@@ -110,8 +103,6 @@ def add_command(commands: Commands) -> None:
             "and latency counts from those times (the uncorrected figure is shown beside)."
         ),
     )
-    # argparse gives no per-subparser class; ours prints one line instead of the usage.
-    load.__class__ = _OneLineParser
     load.add_argument("url", metavar="URL", type=_type(validate_url), help="http(s) URL")
     load.add_argument(
         "-c",
