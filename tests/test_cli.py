@@ -64,6 +64,8 @@ def test_demo_runs_and_reports() -> None:
     # The dispatch part: its counts and TPS figures.
     for heading in ("Dispatch: 200 tasks at 400/s", "average TPS", "peak TPS over 0.2 s"):
         assert heading in out
+    # the failed tasks are among the completed ones, and the line says so
+    assert "200 (180 succeeded, 20 failed)" in out
     # The demo checks its own claims (priority order, cancellation, retry, timeout, process
     # results, metrics, dispatch) and prints one line per check; none may fail.
     lines = out.splitlines()

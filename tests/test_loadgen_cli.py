@@ -213,6 +213,9 @@ BAD = [
     ([URL, "--find-knee"], "--find-knee", "--p99"),
     ([URL, "--find-knee", "--p99", "fast"], "--p99", "fast"),
     ([URL, "-c", "100000000"], "--concurrency", "100000000"),
+    # argparse reads "-3s" as an option: the message still says what a duration must be
+    ([URL, "-d", "-3s"], "--duration", "durations must be positive"),
+    ([URL, "--timeout", "-1s"], "--timeout", "durations must be positive"),
 ]
 
 

@@ -67,6 +67,39 @@ def test_enqueue_status_retry(store_factory: StoreFactory) -> None:
     assert cli("retry", "--store", url, "999").returncode == 1
 
 
+def test_enqueue_from_json_lines(store_factory: StoreFactory, tmp_path: Path) -> None:
+    url = store_factory.url
+    lines = tmp_path / "jobs.jsonl"
+    lines.write_text("".join(f'{{"path": "p{i}"}}\n' for i in range(50)) + "\n")
+    added = cli("enqueue", "--store", url, "--tasks", TASKS, "mark", "--from", str(lines),
+                "--queue", "bulk", "--priority", "3")  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    assert added.stdout.strip() == "added 50 job(s) of mark"
+    counts = query(store_factory, lambda store: store.queue_counts())
+    assert counts["bulk"]["queued"] == 50
+    # from stdin, without a registry
+    piped = subprocess.run(
+        [sys.executable, "-m", "asyncworkers", "enqueue", "--store", url, "echo", "--from", "-"],
+        input='{"value": 1}\n{"value": 2}\n', cwd=REPO, capture_output=True, text=True,
+        timeout=60, check=False,
+    )  # fmt: skip
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stdout.strip() == "added 2 job(s) of echo"
+    # a bad line: its number named, and none of the file added
+    for bad, expected in (
+        ('{"path": "ok"}\n{"path": "ok"}\n[3]\n', "line 3: expected a JSON object"),
+        ('{"path": "ok"}\n{"wrong": 1}\n', "line 2: arguments {'wrong': 1} do not fit"),
+        ('{"path": "ok"}\n{nope\n', "line 2: expected a JSON object"),
+    ):
+        lines.write_text(bad)
+        one_error_line(
+            cli("enqueue", "--store", url, "--tasks", TASKS, "mark", "--from", str(lines)),
+            expected,
+        )
+    total = query(store_factory, lambda store: store.counts())
+    assert total["queued"] == 52
+
+
 def test_store_from_the_environment(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'env.db'}"
     proc = cli("enqueue", "echo", env={"ASYNCWORKERS_STORE": url})
@@ -88,6 +121,9 @@ def test_store_from_the_environment(tmp_path: Path) -> None:
         (["enqueue", "--store", "redis://x", "echo"], "unknown store URL"),
         (["status", "--store", "sqlite:////no/such/dir/x.db"], "/no/such/dir"),
         (["retry", "abc"], "ID"),
+        (["enqueue", "echo", "--from", "/no/such/file"], "No such file"),
+        (["enqueue", "echo", "{}", "--from", "-"], "not both"),
+        (["enqueue", "echo", "--key", "k", "--from", "-"], "--key"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str], expected: str) -> None:
@@ -99,6 +135,14 @@ def test_help_lists_the_store_commands() -> None:
     out = cli("--help").stdout
     for command in ("worker", "enqueue", "status", "retry"):
         assert command in out
+
+
+def test_enqueue_help_gives_units_and_meanings() -> None:
+    out = " ".join(cli("enqueue", "--help").stdout.split())
+    assert "--delay SECONDS" in out
+    assert "seconds from now" in out
+    assert "--max-attempts N" in out
+    assert "the first included" in out
 
 
 class AwayStore:

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 
+import asyncpg
 import pytest
 import pytest_asyncio
 
@@ -19,6 +20,7 @@ from asyncworkers.store import JobDead, StoreError, StoreUnavailable
 from asyncworkers.store._jobs import new_job
 from asyncworkers.store._pg_migrations import LATEST
 from asyncworkers.store._postgres import PostgresStore
+from asyncworkers.store._protocol import NewJob
 
 
 @pytest_asyncio.fixture
@@ -96,6 +98,16 @@ async def test_enqueue_many_keeps_input_order_across_chunks(store: PostgresStore
     record = await store.get(ids[7_777])
     assert record is not None
     assert record.args == {"i": 7_777}
+
+
+async def test_enqueue_many_is_all_or_none_across_chunks(store: PostgresStore) -> None:
+    good = [new_job("t", {"i": i}) for i in range(11_000)]
+    # a row the server refuses (text cannot hold NUL), in the third chunk of 5,000: built
+    # behind new_job's checks, so that it is the database that says no
+    bad = NewJob(task="t\x00", args_json="{}")
+    with pytest.raises(asyncpg.PostgresError):
+        await store.enqueue_many([*good, bad])
+    assert (await store.counts())["queued"] == 0
 
 
 async def test_enqueue_bad_input_fails_at_the_call(store: PostgresStore) -> None:

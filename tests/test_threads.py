@@ -11,12 +11,18 @@ soon a thread starts depends on the machine's load.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
+import gc
 import importlib.metadata
 import logging
+import subprocess
+import sys
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -24,7 +30,7 @@ import pytest
 
 import asyncworkers as aw
 from _helpers import HANG_GUARD as GUARD
-from _helpers import all_blocked, no_hang, start_timeouts, state, wait_in_thread
+from _helpers import SUBPROCESS_GUARD, all_blocked, no_hang, start_timeouts, state, wait_in_thread
 from asyncworkers._core._bridges import _HELD, _Held
 
 
@@ -411,6 +417,225 @@ async def cancel_once_all_blocked(scope: anyio.CancelScope) -> None:
     """Cancel *scope* once every other task waits (here: once shutdown is draining)."""
     await all_blocked()
     scope.cancel()
+
+
+# -- the runtime's worker threads (_core/_threads.py) ------------------------------------------
+
+
+def current_thread() -> threading.Thread:
+    return threading.current_thread()
+
+
+async def test_jobs_one_after_another_reuse_one_thread_and_it_ends_with_the_runtime() -> None:
+    with no_hang():
+        async with aw.Runtime(workers=4, threads=4) as rt:
+            threads = {await rt.run(current_thread) for _ in range(20)}
+            assert len(threads) == 1  # a thread starts only when every other one is busy
+            (thread,) = threads
+            assert thread.daemon
+            assert thread.name.startswith("asyncworkers-thread")
+            assert thread.is_alive()  # idle, waiting for the next job
+        await anyio.to_thread.run_sync(thread.join, GUARD)
+    assert not thread.is_alive()  # the runtime closed its pool: the idle thread left
+
+
+async def test_the_pool_grows_only_to_the_jobs_that_ran_at_once() -> None:
+    gate = Gate()
+    with no_hang():
+        async with aw.Runtime(workers=8, threads=8) as rt:
+            jobs = [rt.submit_nowait(gate.run, i) for i in range(3)]
+            await wait_in_thread(gate.entered)
+            gate.release.set()
+            assert sorted([await job for job in jobs]) == [0, 1, 2]
+            for _ in range(5):  # one at a time: an idle thread takes each, none is added
+                await rt.run(current_thread)
+            assert rt._thread_pool is not None
+            assert rt._thread_pool.size <= 3
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        SystemExit(3),
+        KeyboardInterrupt(),
+        GeneratorExit(),
+        asyncio.CancelledError(),
+        StopIteration(5),  # an asyncio future refuses it as an exception
+    ],
+    ids=lambda error: type(error).__name__,
+)
+async def test_a_base_exception_fails_the_thread_job_and_its_thread_serves_the_next(
+    error: BaseException,
+) -> None:
+    def raise_it() -> threading.Thread:
+        threads.append(threading.current_thread())
+        raise error
+
+    threads: list[threading.Thread] = []
+    with no_hang():
+        async with aw.Runtime(workers=2, threads=1) as rt:
+            job = rt.submit_nowait(raise_it)
+            assert await job.wait() is aw.JobState.FAILED
+            assert job.exception() is error
+            assert await rt.run(current_thread) is threads[0]  # the same thread goes on
+    assert rt.metrics().failed == 1
+
+
+async def test_context_variables_of_the_runtimes_block_reach_thread_jobs() -> None:
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+    var.set("set before the runtime")
+
+    def read() -> str:
+        value = var.get()
+        var.set("changed in the thread")  # in the job's own copy of the context
+        return value
+
+    with no_hang():
+        async with aw.Runtime(workers=1) as rt:
+            assert await rt.run(read) == "set before the runtime"
+            assert await rt.run(read) == "set before the runtime"
+    assert var.get() == "set before the runtime"
+
+
+async def test_an_idle_thread_keeps_no_argument_or_result_alive() -> None:
+    class Payload:
+        pass
+
+    def echo(payload: Payload) -> Payload:
+        return payload
+
+    with no_hang():
+        async with aw.Runtime(workers=1) as rt:
+            payload = Payload()
+            ref = weakref.ref(payload)
+            job = rt.submit_nowait(echo, payload)
+            assert await job is payload
+            del job, payload
+            gc.collect()
+            assert ref() is None
+
+
+async def test_a_thread_the_job_starts_itself_is_outside_any_job() -> None:
+    seen: dict[str, object] = {}
+
+    def in_foreign_thread(rt: aw.Runtime) -> None:
+        seen["current_job"] = aw.current_job()
+        aw.check_cancelled()  # outside a job: nothing to check
+        try:
+            rt.submit_nowait(current_thread)
+        except RuntimeError as exc:
+            seen["submit"] = str(exc)
+
+    def job_body(rt: aw.Runtime) -> aw.Job[Any] | None:
+        in_foreign_thread(rt)  # the job's own thread is foreign to the loop too
+        seen["in_job_thread"] = seen.pop("current_job")
+        foreign = threading.Thread(target=in_foreign_thread, args=(rt,))
+        foreign.start()
+        foreign.join(GUARD)
+        return aw.current_job()
+
+    with no_hang():
+        async with aw.Runtime(workers=1) as rt:
+            job = rt.submit_nowait(job_body, rt)
+            assert await job is job
+    assert seen["in_job_thread"] is job
+    assert seen["current_job"] is None  # a new thread starts with an empty context
+    assert "SyncRuntime" in str(seen["submit"])
+
+
+async def test_a_job_waiting_for_a_thread_is_cancelled_by_its_token() -> None:
+    gate = Gate()
+    token = aw.CancellationToken()
+    with no_hang():
+        async with aw.Runtime(workers=4, threads=1) as rt:
+            first = rt.submit_nowait(gate.run, 1)
+            await wait_in_thread(gate.entered)
+            waiting = rt.submit_nowait(gate.run, 2, token=token)
+            await all_blocked()
+            assert state(waiting) is aw.JobState.RUNNING  # its worker waits for the thread
+            token.cancel("no longer needed")
+            assert await waiting.wait() is aw.JobState.CANCELLED
+            assert not first.done()
+            gate.release.set()
+            assert await first == 1
+    assert str(waiting.exception()) == "no longer needed"
+    assert rt._thread_pool is not None
+    assert rt._thread_pool.size == 1
+
+
+async def test_the_pool_follows_the_thread_limiter_when_it_is_resized() -> None:
+    lock = threading.Lock()
+    inside = 0
+    three_in = threading.Event()
+    release = threading.Event()
+
+    def blocking(i: int) -> int:
+        nonlocal inside
+        with lock:
+            inside += 1
+            if inside == 3:
+                three_in.set()
+        assert release.wait(GUARD), "never released"
+        return i
+
+    with no_hang():
+        async with aw.Runtime(workers=8, threads=1) as rt:
+            jobs = [rt.submit_nowait(blocking, i) for i in range(3)]
+            await all_blocked()
+            assert inside <= 1  # one thread token
+            limiter = rt._thread_limiter
+            assert limiter is not None
+            limiter.total_tokens = 3  # the two waiting jobs get theirs, and threads to run in
+            await wait_in_thread(three_in)
+            release.set()
+            assert [await job for job in jobs] == [0, 1, 2]
+            limiter.total_tokens = 1  # and back: one at a time again, in the threads made
+            more = [rt.submit_nowait(current_thread) for _ in range(6)]
+            assert len({await job for job in more}) <= 3
+            assert rt._thread_pool is not None
+            assert rt._thread_pool.size == 3
+
+
+_ABANDONED_SCRIPT = """
+import asyncio, sys, threading, time
+import asyncworkers as aw
+
+started, release = threading.Event(), threading.Event()
+
+def stubborn(path):
+    started.set()
+    release.wait()
+    time.sleep(0.3)  # still working when the main thread reaches the end of the script
+    with open(path, "w") as f:
+        f.write("done")
+
+async def main():
+    async with aw.Runtime(2, shutdown_timeout=0.1) as rt:
+        rt.submit_nowait(stubborn, sys.argv[1])
+        await asyncio.to_thread(started.wait)
+
+asyncio.run(main())
+release.set()
+print("main thread finished")
+"""
+
+
+def test_the_interpreter_waits_at_exit_for_a_job_abandoned_in_a_pool_thread(
+    tmp_path: Path,
+) -> None:
+    # The pool's threads are daemon threads: without the wait, exit would cut the job off.
+    marker = tmp_path / "marker"
+    proc = subprocess.run(
+        [sys.executable, "-c", _ABANDONED_SCRIPT, str(marker)],
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_GUARD,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "main thread finished" in proc.stdout
+    assert "abandoning 1 thread job" in proc.stderr
+    assert marker.read_text() == "done"
 
 
 # -- the limiter handed to anyio: _Held ---------------------------------------------------------

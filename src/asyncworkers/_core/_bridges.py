@@ -1,7 +1,8 @@
 """How a unit runs: natively on the loop, in a worker thread, or in a worker process.
 
 Coroutine units are awaited inline by the runtime's workers (see ``_runtime``); this module
-holds the two hops off the loop and the checks made at submit time for them.
+holds the two hops off the loop (threads: the runtime's own pool, ``_threads``; processes:
+anyio's) and the checks made at submit time for them.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import anyio.to_process
-import anyio.to_thread
 from anyio import BrokenWorkerProcess
 
 from ._exceptions import JobCancelled, WorkerCrashed
@@ -37,6 +37,8 @@ __all__ = [
 
 if TYPE_CHECKING:
     from anyio import CapacityLimiter
+
+    from ._threads import WorkerThreads
 
 logger = logging.getLogger("asyncworkers")
 
@@ -113,13 +115,11 @@ def _dumps(obj: object, what: str) -> None:
 
 
 class _Held(anyio.CapacityLimiter):
-    """The limiter handed to ``anyio.to_thread.run_sync`` for a job that holds its token.
+    """The limiter handed to ``anyio.to_process.run_sync`` for a job that holds its token.
 
-    A thread job takes its token from the runtime's own ``CapacityLimiter`` before the hop
-    (see :func:`run_in_thread`), so the ``async with limiter`` that anyio wraps around the
-    call has nothing left to do: this one enters and exits at once. That saves anyio's
-    acquire checkpoint (a cancel scope and a trip round the event loop) on every job, and
-    lets a job that waits for a free thread be cancelled like any other waiting job.
+    A process job takes its token from the runtime's own ``CapacityLimiter`` before the hop
+    (see :func:`run_in_process`), so the ``async with limiter`` that anyio wraps around the
+    call has nothing left to do: this one enters and exits at once.
     """
 
     __slots__ = ()
@@ -143,47 +143,41 @@ _HELD: Final = _Held()
 
 
 def _run_in_thread(job: Job[Any]) -> Any:
+    """What a worker thread runs for a thread job, in a copy of its worker's context."""
     if job._stop is not None:  # stopped on its way to the thread
         raise job._stop
-    # This thread runs in a copy of the worker's context: name the job itself there, so
-    # that current_job() stays this job even if the worker moves on (an abandoned thread).
+    # Name the job itself in this context, so that current_job() stays this job even if
+    # the worker moves on (an abandoned thread).
     _current_job.set(job)
-    _job_threads[job] = threading.current_thread()
     try:
         if job.kwargs:
             return job.fn(*job.args, **job.kwargs)
         return job.fn(*job.args)
+    except StopIteration as exc:  # a future refuses it: it would end a generator instead
+        raise JobRaised(exc) from None
     except Exception:
         raise
     except BaseException as exc:
         raise JobRaised(exc) from None
-    finally:
-        del _job_threads[job]
 
 
-# The thread each thread job runs in, while it runs: what shutdown waits for when it has to
-# leave a job behind in a daemon thread (see keep_alive_while).
-_job_threads: dict[Job[Any], threading.Thread] = {}
+def keep_alive_while(threads: Iterable[threading.Thread]) -> None:
+    """Keep the interpreter alive until *threads*, each running an abandoned job, have ended.
 
-
-def keep_alive_while(jobs: Iterable[Job[Any]]) -> None:
-    """Keep the interpreter alive until the threads running *jobs* have returned.
-
-    Threads started from a daemon thread (SyncRuntime's loop thread, for one) are daemon
-    threads too, and the interpreter does not wait for those at exit: a job left running
-    there would be cut off mid-way. A non-daemon thread joining each of them makes the
-    interpreter wait, as it does for the threads of a runtime on the main thread.
+    The runtime's worker threads are daemon threads, and the interpreter does not wait for
+    those at exit: a job left running in one would be cut off mid-way. A non-daemon thread
+    joining each of them makes the interpreter wait, as ``ThreadPoolExecutor`` does for
+    its threads. (A pool thread ends after its job: the runtime has closed its pool.)
     """
-    for job in jobs:
-        thread = _job_threads.get(job)
-        if thread is not None and thread.daemon:
+    for thread in threads:
+        if thread.daemon:
             threading.Thread(
-                target=thread.join, name=f"asyncworkers-wait-{job.name}", daemon=False
+                target=thread.join, name=f"asyncworkers-wait-{thread.name}", daemon=False
             ).start()
 
 
-async def run_in_thread(job: Job[Any], limiter: CapacityLimiter) -> Any:
-    """Run a plain function in a worker thread; the job's context (current_job) goes along.
+async def run_in_thread(job: Job[Any], limiter: CapacityLimiter, threads: WorkerThreads) -> Any:
+    """Run a plain function in one of *threads*; the job's context (current_job) goes along.
 
     The job borrows a token of *limiter* (the runtime's ``threads=``) for as long as its
     function runs. When none is free it waits, FIFO, under a cancel scope that is the job's
@@ -200,9 +194,7 @@ async def run_in_thread(job: Job[Any], limiter: CapacityLimiter) -> Any:
     except anyio.WouldBlock:
         await _wait_for_thread(job, limiter)
     try:
-        return await anyio.to_thread.run_sync(
-            _run_in_thread, job, limiter=_HELD, abandon_on_cancel=True
-        )
+        return await threads.run(_run_in_thread, job)
     except Exception:
         raise  # the job's own outcome
     except BaseException:  # the worker is cancelled; the thread goes on alone

@@ -53,6 +53,7 @@ from ._options import (
 from ._queue import JobQueue
 from ._retry import Retry
 from ._signals import SignalDrain
+from ._threads import WorkerThreads
 from ._units import (
     INJECTED,
     Extras,
@@ -189,6 +190,7 @@ class Runtime:
         self._intake_loop: object = _NO_INTAKE
         self._closed: anyio.Event | None = None
         self._thread_limiter: anyio.CapacityLimiter | None = None
+        self._thread_pool: WorkerThreads | None = None  # started with the first thread job
         self._process_limiter: anyio.CapacityLimiter | None = None
         self._signals = SignalDrain(self) if handle_signals else None
         self._drain_scope: anyio.CancelScope | None = None  # a second signal cancels it
@@ -330,6 +332,8 @@ class Runtime:
 
     def _finish_close(self, *, force: bool) -> None:
         self._stop_workers(force=force)
+        if self._thread_pool is not None:
+            self._thread_pool.close()
         self._state = _CLOSED
         assert self._closed is not None
         self._closed.set()
@@ -881,7 +885,8 @@ class Runtime:
         )
         # Threads started from a daemon thread are daemons: keep the interpreter alive
         # until these have returned, so that their work is not cut off at exit.
-        keep_alive_while(stuck)
+        assert self._thread_pool is not None  # a job held a thread token
+        keep_alive_while(self._thread_pool.threads_running(stuck))
         for job in stuck:  # settled now: shutdown() returns with every job done
             self._end(job, _CANCELLED, _stop_or(job, "abandoned when the runtime stopped"))
 
@@ -915,13 +920,16 @@ class Runtime:
     async def _run_thread(self, job: Job[Any], opts: Options) -> None:
         assert self._loop is not None
         assert self._thread_limiter is not None
+        pool = self._thread_pool
+        if pool is None:
+            pool = self._thread_pool = WorkerThreads(self._loop)
         timer = None
         if opts.timeout is not None:
             timer = self._loop.call_later(opts.timeout, self._expire, job)
         value: Any = None
         error: BaseException | None = None
         try:
-            value = await run_in_thread(job, self._thread_limiter)
+            value = await run_in_thread(job, self._thread_limiter, pool)
         except Exception as exc:
             error = _unwrap(exc)
         finally:

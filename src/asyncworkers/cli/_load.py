@@ -14,7 +14,7 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from rich.console import Console
 from rich.live import Live
@@ -26,12 +26,32 @@ from asyncworkers.loadgen._client import ensure_open_files
 from asyncworkers.loadgen._config import METHODS, auto_processes, validate_url
 from asyncworkers.loadgen._plot import can_plot, plot
 
-from ._args import Commands, positive_int
+from ._args import CommandParser, Commands, positive_int
 
 __all__ = ["add_command"]
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a command stopped by Ctrl-C
+
+
+class _OneLineParser(CommandParser):
+    """A parser whose errors are one line (``asyncworkers load: error: ...``), no usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {_explained(message)}\n")
+
+
+# The options that take a duration. argparse reads a value like ``-3s`` as an option and
+# says only "expected one argument"; for these, say what a value must look like.
+_DURATION_OPTIONS = ("-d/--duration", "--timeout", "--p99", "--stages")
+
+
+def _explained(message: str) -> str:
+    if message.endswith("expected one argument") and any(
+        f"argument {name}:" in message for name in _DURATION_OPTIONS
+    ):
+        return f"{message}: a duration such as 10, 10s or 500ms (durations must be positive)"
+    return message
 
 
 def _type(convert: Callable[[str], Any]) -> Callable[[str], Any]:
@@ -103,6 +123,8 @@ def add_command(commands: Commands) -> None:
             "and latency counts from those times (the uncorrected figure is shown beside)."
         ),
     )
+    # argparse gives no per-subparser class; ours prints one line instead of the usage.
+    load.__class__ = _OneLineParser
     load.add_argument("url", metavar="URL", type=_type(validate_url), help="http(s) URL")
     load.add_argument(
         "-c",

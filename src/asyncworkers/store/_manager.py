@@ -63,10 +63,14 @@ _MAX_BACKOFF = 10.0
 class ManagerMetrics:
     """A snapshot of a Manager's counters (``Manager.metrics()``).
 
-    ``failed`` counts failed attempts; each ends ``retried`` or ``dead``. ``rejected`` rows
-    could never run (unknown task, malformed or oversized arguments) and went to the dead
-    letters, counted in ``dead`` as well. ``lease_losses`` counts jobs whose claim was lost
-    (heartbeat refused, or a late write fenced out). ``claim_latency`` times claim queries.
+    Every counter counts what the store *recorded*: an outcome is counted once its write was
+    accepted, never before. ``failed`` counts failed attempts the store took; each ends
+    ``retried`` or ``dead``. ``rejected`` rows could never run (unknown task, malformed or
+    oversized arguments) and went to the dead letters, counted in ``dead`` as well.
+    ``lease_losses`` counts claims that were lost: the heartbeat found the claim gone, or the
+    store refused (or never took) a write about it (a fenced late write, an outage longer
+    than the lease, a full disk). Each lost claim is counted there once and nowhere else.
+    ``claim_latency`` times claim queries.
     """
 
     claimed: int
@@ -100,7 +104,7 @@ class _Group:
 class _Held:
     """One job this Manager holds a claim on."""
 
-    __slots__ = ("claimed", "group", "job", "lost", "releasing")
+    __slots__ = ("claimed", "group", "job", "lost", "releasing", "writing")
 
     def __init__(self, claimed: Claimed, group: _Group) -> None:
         self.claimed = claimed
@@ -108,6 +112,7 @@ class _Held:
         self.job: aw.Job[Any] | None = None
         self.lost = False  # the heartbeat said another worker may have it now
         self.releasing = False  # cancelled by shutdown: release, do not count the attempt
+        self.writing = False  # its outcome is being written: the write's answer decides
 
 
 class Manager:
@@ -483,10 +488,10 @@ class Manager:
             except TypeError as exc:  # retrying returns the same kind of value: dead now
                 await self._write_failure(held, spec, exc, retry=False)
                 return
-            await self._write(
+            if await self._write(
                 held, lambda: self._store.complete(held.claimed.id, held.claimed.token, text)
-            )
-            self._counts["succeeded"] += 1
+            ):
+                self._counts["succeeded"] += 1
             return
         await self._write_failure(held, spec, error, retry=True)
 
@@ -494,7 +499,6 @@ class Manager:
         self, held: _Held, spec: TaskSpec, error: BaseException, *, retry: bool
     ) -> None:
         claimed = held.claimed
-        self._counts["failed"] += 1
         again = (
             retry
             and claimed.attempt < claimed.max_attempts
@@ -509,6 +513,7 @@ class Manager:
             held, lambda: self._store.fail(claimed.id, claimed.token, text, retry_at)
         )
         if ok:
+            self._counts["failed"] += 1
             self._counts["retried" if again else "dead"] += 1
 
     async def _reject(self, held: _Held, reason: str) -> None:
@@ -528,10 +533,15 @@ class Manager:
     async def _write(self, held: _Held, write: Callable[[], Awaitable[bool]]) -> bool:
         """One fenced write, shielded (a half-known outcome helps nobody), tried again while
         the database is away for up to a lease; False and a lease loss counted when the
-        store refused it (or never answered: the job will run again elsewhere)."""
+        store refused it (or never answered: the job will run again elsewhere).
+
+        While it is under way the heartbeat's verdicts on this claim are ignored: a beat
+        that read the claim just after this write ended it would call it lost (see _lost).
+        """
         deadline = time.monotonic() + self._lease
         pause = 0.05
         ok = False
+        held.writing = True
         with anyio.CancelScope(shield=True):
             while True:
                 try:
@@ -546,13 +556,19 @@ class Manager:
                                 _one_line(exc))  # fmt: skip
                     await anyio.sleep(pause)
                     pause = min(pause * 2, _MAX_BACKOFF)
+        held.writing = False
         if not ok:
-            held.lost = True
-            self._lease_losses += 1
             log.warning(
                 "job %s: write refused, its claim was lost (%s)", held.claimed.id, _where(held)
             )
+            self._count_loss(held)
         return ok
+
+    def _count_loss(self, held: _Held) -> None:
+        """The claim is lost: count it once, whoever (heartbeat or refused write) says so."""
+        if not held.lost:
+            held.lost = True
+            self._lease_losses += 1
 
     def _forget(self, held: _Held) -> None:
         job_id = held.claimed.id
@@ -573,8 +589,9 @@ class Manager:
             held = self._held.get(job_id)
             if held is None or held.lost or held.claimed.token != token:
                 continue  # finished meanwhile, or claimed again: not the claim that was lost
-            held.lost = True
-            self._lease_losses += 1
+            if held.writing:  # the beat may have read the row our write just ended
+                continue  # the write's answer says whether the claim was lost
+            self._count_loss(held)
             log.warning("job %s lost its lease; cancelling our attempt", job_id)
             if held.job is not None:
                 held.job.cancel("lease lost")
@@ -625,7 +642,8 @@ class Manager:
         for held in list(self._held.values()):
             if held.job is not None and not held.job.done():  # it ignored the cancellation
                 self._forget(held)  # so that its outcome, if it ever comes, is not written
-                await self._release(held)
+                if not held.lost:  # a lost claim is somebody else's to write about
+                    await self._release(held)
         with anyio.move_on_after(self._lease):  # the writes still under way
             await self._wait_empty()
 

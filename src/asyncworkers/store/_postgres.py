@@ -281,7 +281,8 @@ class PostgresStore(EnqueueFields):
         return await self._run(insert)
 
     async def enqueue_many(self, jobs: Iterable[NewJob]) -> list[int]:
-        """Add many jobs, up to 5,000 per statement; their ids in input order."""
+        """Add many jobs in one transaction (all or none), up to 5,000 per statement; their
+        ids in input order."""
         batch = list(jobs)
         for i, job in enumerate(batch):
             if not isinstance(job, NewJob):
@@ -291,12 +292,20 @@ class PostgresStore(EnqueueFields):
                 )
         if len(batch) == 1:  # what TaskRegistry.enqueue sends: the plain INSERT is cheaper
             return [await self._enqueue_one(batch[0])]
-        ids: list[int] = []
-        for start in range(0, len(batch), _ENQUEUE_CHUNK):
-            ids.extend(await self._enqueue_chunk(batch[start : start + _ENQUEUE_CHUNK]))
-        return ids
+        chunks = [batch[i : i + _ENQUEUE_CHUNK] for i in range(0, len(batch), _ENQUEUE_CHUNK)]
 
-    async def _enqueue_chunk(self, chunk: list[NewJob]) -> list[int]:
+        async def insert(conn: Conn, _: bool) -> list[int]:
+            ids: list[int] = []
+            # one transaction: a file of jobs is added whole or not at all (a lost
+            # connection rolls it back, and the whole of it is run again)
+            async with conn.transaction():
+                for chunk in chunks:
+                    ids.extend(await self._enqueue_chunk(conn, chunk))
+            return ids
+
+        return await self._run(insert)
+
+    async def _enqueue_chunk(self, conn: Conn, chunk: list[NewJob]) -> list[int]:
         sql = self._sql
         columns = (
             [j.task for j in chunk],
@@ -308,17 +317,14 @@ class PostgresStore(EnqueueFields):
             [j.run_at for j in chunk],
         )
 
-        async def insert(conn: Conn, _: bool) -> list[int]:
-            rows = await conn.fetch(sql.enqueue_many, *columns)
-            ids: list[int | None] = [r["id"] for r in rows]
-            taken = [j.key for j, i in zip(chunk, ids, strict=True) if i is None]
-            if not taken:
-                return ids  # type: ignore[return-value]  # every row inserted
-            # keys used before (or twice in this chunk): the first job's id
-            by_key = {r["key"]: r["id"] for r in await conn.fetch(sql.ids_by_key, taken)}
-            return [by_key[j.key] if i is None else i for j, i in zip(chunk, ids, strict=True)]
-
-        return await self._run(insert)
+        rows = await conn.fetch(sql.enqueue_many, *columns)
+        ids: list[int | None] = [r["id"] for r in rows]
+        taken = [j.key for j, i in zip(chunk, ids, strict=True) if i is None]
+        if not taken:
+            return ids  # type: ignore[return-value]  # every row inserted
+        # keys used before (or twice in this chunk): the first job's id
+        by_key = {r["key"]: r["id"] for r in await conn.fetch(sql.ids_by_key, taken)}
+        return [by_key[j.key] if i is None else i for j, i in zip(chunk, ids, strict=True)]
 
     # -- the Manager's side --------------------------------------------------------------
 
