@@ -77,6 +77,21 @@ MIGRATIONS: tuple[Migration, ...] = (
             FOR EACH STATEMENT EXECUTE FUNCTION {s}.notify_work();
         """,
     ),
+    Migration(
+        2,
+        "queued rows split into due and scheduled: claims never walk past delayed jobs",
+        # A queued row whose run_at was in the future when it was written is `scheduled`:
+        # it sits in jobs_scheduled by due time, not in jobs_ready, until a claim stages it
+        # (see _pg_sql). So the claim's walk of jobs_ready meets due rows only.
+        """
+        ALTER TABLE {s}.jobs ADD COLUMN scheduled boolean NOT NULL DEFAULT false;
+        UPDATE {s}.jobs SET scheduled = true WHERE state = 'queued' AND run_at > now();
+        DROP INDEX {s}.jobs_ready;
+        CREATE INDEX jobs_ready ON {s}.jobs (priority DESC, id)
+            WHERE state = 'queued' AND NOT scheduled;
+        CREATE INDEX jobs_scheduled ON {s}.jobs (run_at) WHERE state = 'queued' AND scheduled;
+        """,
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

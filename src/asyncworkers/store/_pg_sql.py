@@ -15,6 +15,9 @@ from dataclasses import dataclass
 
 from ._pg_migrations import quote_ident
 
+# scheduled rows that come due staged per claim at most (more: at the next claims)
+_STAGE_BATCH = 1000
+
 # the columns of a JobRecord, times as unix seconds
 _RECORD = """id, task, args, state, priority, queue, attempts, max_attempts, result, error, key,
     extract(epoch FROM enqueued_at)::float8 AS enqueued_at,
@@ -51,8 +54,9 @@ def statements(schema: str) -> Statements:
     t = f"{quote_ident(schema)}.jobs"
     return Statements(
         enqueue=f"""
-            INSERT INTO {t} (task, args, priority, queue, max_attempts, key, run_at)
-            VALUES ($1, $2, $3, $4, $5, $6, coalesce(to_timestamp($7::float8), now()))
+            INSERT INTO {t} (task, args, priority, queue, max_attempts, key, run_at, scheduled)
+            VALUES ($1, $2, $3, $4, $5, $6, coalesce(to_timestamp($7::float8), now()),
+                    coalesce(to_timestamp($7::float8) > now(), false))
             ON CONFLICT (key) WHERE key IS NOT NULL DO NOTHING
             RETURNING id""",
         # Ids are drawn in input order (MATERIALIZED pins one nextval per row), so a batch is
@@ -65,9 +69,11 @@ def statements(schema: str) -> Statements:
                      AS j(task, args, priority, queue, max_attempts, key, run_at, ord)
                 ORDER BY j.ord
             ), inserted AS (
-                INSERT INTO {t} (id, task, args, priority, queue, max_attempts, key, run_at)
+                INSERT INTO {t} (id, task, args, priority, queue, max_attempts, key, run_at,
+                                 scheduled)
                 SELECT id, task, args, priority, queue, max_attempts, key,
-                       coalesce(to_timestamp(run_at), now())
+                       coalesce(to_timestamp(run_at), now()),
+                       coalesce(to_timestamp(run_at) > now(), false)
                 FROM input
                 ON CONFLICT (key) WHERE key IS NOT NULL DO NOTHING
                 RETURNING id
@@ -90,6 +96,7 @@ def statements(schema: str) -> Statements:
                              THEN 'dead' ELSE 'queued' END,
                 error = $3,
                 run_at = CASE WHEN $4::float8 IS NULL THEN run_at ELSE to_timestamp($4) END,
+                scheduled = coalesce(to_timestamp($4::float8) > now(), false),
                 finished_at = CASE WHEN $4::float8 IS NULL OR attempts >= max_attempts
                                    THEN now() END,
                 lease_until = NULL
@@ -97,7 +104,7 @@ def statements(schema: str) -> Statements:
               AND (state = 'running' OR ($5::bool AND state IN ('queued', 'dead')))
             RETURNING state""",
         release=f"""
-            UPDATE {t} SET state = 'queued', lease_until = NULL, worker = NULL,
+            UPDATE {t} SET state = 'queued', lease_until = NULL, worker = NULL, scheduled = false,
                 attempts = attempts - CASE WHEN state = 'running' THEN 1 ELSE 0 END
             WHERE id = $1 AND token = $2
               AND (state = 'running' OR ($3::bool AND state = 'queued'))
@@ -113,7 +120,7 @@ def statements(schema: str) -> Statements:
                 error = 'lease expired: worker ' || coalesce(worker, '?')
                         || ' lost attempt ' || attempts || ' of ' || max_attempts,
                 finished_at = CASE WHEN attempts >= max_attempts THEN now() END,
-                lease_until = NULL
+                lease_until = NULL, scheduled = false
             WHERE state = 'running' AND lease_until < now()
             RETURNING state""",
         notify="SELECT pg_notify($1, '')",
@@ -130,7 +137,7 @@ def statements(schema: str) -> Statements:
             ORDER BY finished_at DESC, id DESC LIMIT $1""",
         retry=f"""
             UPDATE {t} SET state = 'queued', attempts = 0, run_at = now(), finished_at = NULL,
-                lease_until = NULL
+                lease_until = NULL, scheduled = false
             WHERE id = $1 AND state IN ('dead', 'cancelled')
             RETURNING id""",
         cancel=f"""
@@ -150,17 +157,38 @@ def statements(schema: str) -> Statements:
 def _claim(t: str, *, queue_filter: str) -> str:
     """Claim a batch: walk the ready index in claim order, skip rows other workers hold.
 
+    jobs_ready holds no scheduled row, so its walk meets due rows only, however many wait
+    for a later time. The scheduled rows that have come due (``due``: one probe of
+    jobs_scheduled when none has) compete in the same claim order; those not claimed are
+    staged (``scheduled = false``), which moves them into jobs_ready. Each row is written
+    once: by the claim if picked, else by the staging. Past _STAGE_BATCH rows come due at
+    once, the rest join at the next claims.
+
     A row whose payload is over $4 bytes (written behind the store's back, far over what
     enqueue accepts) is dead-lettered by the same statement and handed out with an empty
     payload, so that no worker ever loads it; the Manager rejects the smaller oversized ones.
     """
     return f"""
-        WITH picked AS (
-            SELECT id FROM {t}
-            WHERE state = 'queued' AND run_at <= now() {queue_filter}
+        WITH due AS (
+            SELECT id, priority FROM {t}
+            WHERE state = 'queued' AND scheduled AND run_at <= now() {queue_filter}
+            ORDER BY run_at
+            LIMIT {_STAGE_BATCH}
+            FOR UPDATE SKIP LOCKED
+        ), ready AS (
+            SELECT id, priority FROM {t}
+            WHERE state = 'queued' AND NOT scheduled AND run_at <= now() {queue_filter}
             ORDER BY priority DESC, id
             LIMIT $1
             FOR UPDATE SKIP LOCKED
+        ), picked AS (
+            SELECT id FROM (SELECT * FROM due UNION ALL SELECT * FROM ready) AS candidates
+            ORDER BY priority DESC, id
+            LIMIT $1
+        ), staged AS (
+            UPDATE {t} AS j SET scheduled = false
+            FROM due
+            WHERE j.id = due.id AND due.id NOT IN (SELECT id FROM picked)
         )
         UPDATE {t} AS j SET
             state = CASE WHEN octet_length(j.args) > $4 THEN 'dead' ELSE 'running' END,
@@ -174,7 +202,7 @@ def _claim(t: str, *, queue_filter: str) -> str:
             nonce = floor(random() * 2147483648)::int,
             lease_until = CASE WHEN octet_length(j.args) > $4 THEN NULL
                                ELSE now() + make_interval(secs => $2) END,
-            worker = $3, started_at = now()
+            worker = $3, started_at = now(), scheduled = false
         FROM picked
         WHERE j.id = picked.id
         RETURNING j.id, j.task, j.state,

@@ -62,8 +62,9 @@ _COLUMNS = (
     "enqueued_at, run_at, started_at, finished_at, lease_until, worker"
 )
 _INSERT = (
-    "INSERT INTO aw_jobs (task, args, priority, queue, max_attempts, key, enqueued_at, run_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO aw_jobs "
+    "(task, args, priority, queue, max_attempts, key, enqueued_at, run_at, scheduled) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -396,6 +397,7 @@ class SQLiteStore(EnqueueFields):
                 "finished_at = CASE WHEN :retry_at IS NULL OR attempts >= max_attempts "
                 "    THEN :now ELSE NULL END, "
                 "run_at = coalesce(:retry_at, run_at), "
+                "scheduled = coalesce(:retry_at > :now, 0), "
                 "error = :error, lease_until = NULL, worker = NULL "
                 "WHERE id = :id AND claims = :token AND state = 'running'",
                 {"retry_at": retry_at, "now": now, "error": error, "id": id, "token": token},
@@ -409,7 +411,7 @@ class SQLiteStore(EnqueueFields):
 
         def write(conn: sqlite3.Connection) -> bool:
             cursor = conn.execute(
-                "UPDATE aw_jobs SET state = 'queued', attempts = attempts - 1, "
+                "UPDATE aw_jobs SET state = 'queued', attempts = attempts - 1, scheduled = 0, "
                 "lease_until = NULL, worker = NULL "
                 "WHERE id = ? AND claims = ? AND state = 'running'",
                 (id, token),
@@ -441,7 +443,7 @@ class SQLiteStore(EnqueueFields):
                 "finished_at = CASE WHEN attempts >= max_attempts THEN :now ELSE NULL END, "
                 "error = 'lease expired: worker ' || coalesce(worker, '?') || "
                 "    ' stopped renewing it during attempt ' || attempts, "
-                "lease_until = NULL, worker = NULL "
+                "lease_until = NULL, worker = NULL, scheduled = 0 "
                 "WHERE state = 'running' AND lease_until < :now",
                 {"now": now},
             )
@@ -530,7 +532,7 @@ class SQLiteStore(EnqueueFields):
 
         def write(conn: sqlite3.Connection) -> bool:
             cursor = conn.execute(
-                "UPDATE aw_jobs SET state = 'queued', attempts = 0, run_at = ?, "
+                "UPDATE aw_jobs SET state = 'queued', attempts = 0, run_at = ?, scheduled = 0, "
                 "finished_at = NULL, result = NULL "
                 "WHERE id = ? AND state IN ('dead', 'cancelled')",
                 (time.time(), id),
@@ -629,6 +631,7 @@ def _row(job: NewJob, now: float) -> tuple[Any, ...]:
         job.key,
         now,
         run_at,
+        run_at > now,  # scheduled: out of the claim's index until due (_sqlite_schema)
     )
 
 
@@ -658,6 +661,21 @@ def _insert_keyed(conn: sqlite3.Connection, job: NewJob, now: float) -> int:
     return int(row[0])
 
 
+# Scheduled rows now due join the ready ones: one probe of aw_jobs_scheduled when none is.
+# INDEXED BY pins each plan (an error rather than a silent scan if it ever could not hold):
+# with statistics from ANALYZE, SQLite has been seen to prefer another index and a sort.
+_STAGE = (
+    "UPDATE aw_jobs INDEXED BY aw_jobs_scheduled SET scheduled = 0 "
+    "WHERE state = 'queued' AND scheduled = 1 AND run_at <= ?"
+)
+# The claim's walk of aw_jobs_ready, which holds no scheduled row. (run_at is checked again
+# for rows written behind the store's back, and for a wall clock that went back.)
+_PICK = (
+    "SELECT id FROM aw_jobs INDEXED BY aw_jobs_ready "
+    "WHERE state = 'queued' AND scheduled = 0 AND run_at <= ?"
+)
+
+
 def _claim(
     conn: sqlite3.Connection, queues: Sequence[str] | None, limit: int, lease: float, worker: str
 ) -> list[Claimed]:
@@ -671,11 +689,11 @@ def _claim(
         where = f" AND queue IN ({', '.join('?' * len(queues))})"
         params.extend(queues)
     params.append(limit)
+    conn.execute(_STAGE, (now,))
     rows = conn.execute(
         "UPDATE aw_jobs SET state = 'running', attempts = attempts + 1, claims = claims + 1, "
         "lease_until = ?, started_at = ?, worker = ? "
-        "WHERE id IN (SELECT id FROM aw_jobs WHERE state = 'queued' AND run_at <= ?"
-        f"{where} ORDER BY priority DESC, id LIMIT ?) "
+        f"WHERE id IN ({_PICK}{where} ORDER BY priority DESC, id LIMIT ?) "
         "RETURNING id, task, args, queue, priority, attempts, max_attempts, lease_until, claims",
         params,
     ).fetchall()

@@ -41,4 +41,20 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX IF NOT EXISTS aw_jobs_ended ON aw_jobs (finished_at) "
         "WHERE state IN ('succeeded', 'dead', 'cancelled')",
     ),
+    # 2: queued rows split into due and scheduled (run_at in the future when written), so
+    # that a claim never walks past jobs that wait for a later time. ``scheduled = 1`` rows
+    # sit in an index by run_at; each claim first moves those now due to the ready index
+    # (one index probe when none is), then walks the ready index in claim order.
+    (
+        "ALTER TABLE aw_jobs ADD COLUMN scheduled INTEGER NOT NULL DEFAULT 0",
+        "UPDATE aw_jobs SET scheduled = 1 "
+        "WHERE state = 'queued' AND run_at > (julianday('now') - 2440587.5) * 86400.0",
+        "DROP INDEX IF EXISTS aw_jobs_waiting",
+        # claim: the due waiting rows in claim order
+        "CREATE INDEX IF NOT EXISTS aw_jobs_ready ON aw_jobs (priority DESC, id) "
+        "WHERE state = 'queued' AND scheduled = 0",
+        # the stager: the scheduled rows by due time
+        "CREATE INDEX IF NOT EXISTS aw_jobs_scheduled ON aw_jobs (run_at) "
+        "WHERE state = 'queued' AND scheduled = 1",
+    ),
 )
