@@ -38,6 +38,7 @@ from _helpers import (
     until_blocked,
     wait_in_thread,
 )
+from asyncworkers._core import _runtime as runtime_module
 from asyncworkers._core._options import Options
 from asyncworkers._core._queue import JobQueue
 
@@ -588,6 +589,128 @@ async def test_resize_before_start_sets_the_worker_count() -> None:
     rt.resize(3)
     async with rt:
         assert rt.metrics().workers == 3
+
+
+# -- workers start as jobs come ----------------------------------------------------------
+
+
+def worker_tasks() -> int:
+    """The runtime's worker coroutines alive in this loop now, counted by their task name."""
+    return sum(task.get_name() == "asyncworkers-worker" for task in asyncio.all_tasks())
+
+
+async def test_a_huge_worker_cap_starts_workers_only_for_the_jobs_that_came() -> None:
+    # Entering used to start every worker at once: 10**6 of them blocked the loop for over
+    # a minute and took gigabytes; now entering starts none and a job starts one.
+    async with aw.Runtime(workers=10**6) as rt:
+        assert worker_tasks() == 0
+        assert rt.metrics().workers == 10**6  # the cap
+        with no_hang():
+            assert await rt.run(double, 21) == 42
+        assert (worker_tasks(), rt.metrics().worker_tasks) == (1, 1)
+        blockers = [Blocker() for _ in range(3)]
+        jobs = [rt.submit_nowait(b.run, i) for i, b in enumerate(blockers)]
+        with no_hang():
+            for b in blockers:
+                await b.started.wait()  # all three at once: a worker per job in flight
+        assert worker_tasks() == 3  # the idle one took the first, two more started
+        for b in blockers:
+            b.release.set()
+        with no_hang():
+            assert [await job for job in jobs] == [0, 1, 2]
+    assert worker_tasks() == 0
+
+
+async def test_a_burst_of_quick_jobs_starts_no_more_workers_than_the_cap() -> None:
+    async with aw.Runtime(workers=4) as rt:
+        jobs = [rt.submit_nowait(double, i) for i in range(100)]
+        assert worker_tasks() == rt.metrics().worker_tasks == 4  # the cap, not a task per job
+        with no_hang():
+            assert [await job for job in jobs] == [2 * i for i in range(100)]
+        assert worker_tasks() == 4
+
+
+async def test_idle_workers_above_the_floor_end_and_the_floor_stays() -> None:
+    floor = runtime_module._IDLE_FLOOR
+    count = floor + 12
+    async with aw.Runtime(workers=100) as rt:
+        blockers = [Blocker() for _ in range(count)]
+        jobs = [rt.submit_nowait(b.run) for b in blockers]
+        with no_hang():
+            for b in blockers:
+                await b.started.wait()
+            for b in blockers:
+                b.release.set()
+            assert await rt.join()
+        await all_blocked()
+        assert worker_tasks() == count  # all idle now, within the grace period
+        assert all(job.state is aw.JobState.COMPLETED for job in jobs)
+        # The reaper's ticks, called rather than waited for (each is _IDLE_GRACE apart): the
+        # first ends those idle since the reaper started looking, the second the rest.
+        for _ in range(2):
+            rt._reap_idle()
+            await all_blocked()
+        assert worker_tasks() == rt.metrics().worker_tasks == floor
+        assert rt.metrics().workers == 100  # the cap is unchanged
+        with no_hang():  # the survivors (and new workers) still serve
+            assert [v async for v in rt.map(double, range(50))] == [2 * i for i in range(50)]
+
+
+async def test_a_worker_reaped_while_work_arrives_loses_no_job() -> None:
+    floor = runtime_module._IDLE_FLOOR
+    async with aw.Runtime(workers=floor + 4) as rt:
+        blockers = [Blocker() for _ in range(floor + 4)]
+        for b in blockers:
+            rt.submit_nowait(b.run)
+        with no_hang():
+            for b in blockers:
+                await b.started.wait()
+            for b in blockers:
+                b.release.set()
+            assert await rt.join()
+        await all_blocked()
+        rt._reap_idle()
+        rt._reap_idle()  # the leavers have been told, and have not run yet
+        job = rt.submit_nowait(double, 5)  # must find a live worker, or start one
+        with no_hang():
+            assert await job == 10
+        await all_blocked()
+        assert worker_tasks() == rt.metrics().worker_tasks
+
+
+async def test_resume_and_resize_start_the_workers_the_queue_needs() -> None:
+    async with aw.Runtime(workers=1) as rt:
+        rt.pause()
+        blockers = [Blocker() for _ in range(3)]
+        jobs = [rt.submit_nowait(b.run, i) for i, b in enumerate(blockers)]
+        await all_blocked()
+        assert worker_tasks() == 0  # paused: nothing can run, no worker is needed
+        rt.resize(3)
+        await all_blocked()
+        assert worker_tasks() == 0
+        rt.resume()
+        with no_hang():
+            for b in blockers:
+                await b.started.wait()
+        assert worker_tasks() == 3
+        for b in blockers:
+            b.release.set()
+        with no_hang():
+            assert [await job for job in jobs] == [0, 1, 2]
+
+
+async def test_dispatch_starts_no_more_workers_than_tasks() -> None:
+    seen: list[int] = []
+
+    async def task(task_id: int, config: Any, item: Any, meta: dict[str, Any]) -> int:
+        seen.append(worker_tasks())
+        await asyncio.sleep(0)
+        return task_id
+
+    with no_hang():
+        report = await aw.dispatch(task, 3, workers=10**6)
+    assert report.results == [1, 2, 3]
+    assert max(seen) <= 3
 
 
 # -- join ---------------------------------------------------------------------------------

@@ -44,6 +44,9 @@ class Metrics:
     wait_time: Latency
     run_time: Latency
     worker_errors: int = 0
+    #: Worker coroutines alive now: they start as jobs come, up to ``workers``, and idle
+    #: ones above a small floor end after a while, so this follows the jobs in flight.
+    worker_tasks: int = 0
 
     @property
     def finished(self) -> int:
@@ -131,7 +134,9 @@ class Recorder:
             self.wait_time.trim()
             self.run_time.trim()
 
-    def snapshot(self, *, running: int, pending: int, workers: int) -> Metrics:
+    def snapshot(
+        self, *, running: int, pending: int, workers: int, worker_tasks: int = 0
+    ) -> Metrics:
         return Metrics(
             submitted=self.submitted,
             completed=self.completed,
@@ -144,4 +149,5 @@ class Recorder:
             wait_time=self.wait_time.snapshot(),
             run_time=self.run_time.snapshot(),
             worker_errors=self.worker_errors,
+            worker_tasks=worker_tasks,
         )

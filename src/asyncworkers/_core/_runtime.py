@@ -108,6 +108,14 @@ _CO_COROUTINE: Final = inspect.CO_COROUTINE
 # What _intake_loop holds while the runtime takes no jobs.
 _NO_INTAKE: Final = object()
 
+# Workers start as jobs arrive, up to the cap; idle ones above this many end once they have
+# been idle for a whole _IDLE_GRACE (a burst does not pay for starting its workers twice).
+_IDLE_FLOOR: Final = 8
+_IDLE_GRACE: Final = 10.0
+
+# What an idle worker's waiter is set to when the worker is to end (None: work came).
+_LEAVE: Final = object()
+
 
 class _Worker(Seat):
     """One worker coroutine's state: its own cancel scope and the job it runs now."""
@@ -138,6 +146,45 @@ class Runtime:
         second, cancel what is left. The block then ends without an error. Needs the event
         loop of the main thread.
     """
+
+    # Slots, because the hot path reads a dozen of these per job: past 29 attributes in an
+    # instance dict, CPython 3.11 stops sharing its keys and every such read takes the slow
+    # path (measured: +300 instructions a job). __dict__ keeps monkeypatching in tests and
+    # later additions working (a new attribute belongs here, though).
+    __slots__ = (
+        "__dict__",
+        "_backoff",
+        "_can_grow",
+        "_closed",
+        "_drain_scope",
+        "_hooks",
+        "_hurry",
+        "_idle",
+        "_idle_low",
+        "_intake_loop",
+        "_join_waiters",
+        "_live",
+        "_loop",
+        "_max_pending",
+        "_metrics",
+        "_paused",
+        "_plain_async",
+        "_plain_thread",
+        "_process_limiter",
+        "_processes",
+        "_queue",
+        "_reaper",
+        "_room_waiters",
+        "_shutdown_timeout",
+        "_signals",
+        "_state",
+        "_target",
+        "_tg",
+        "_thread_limiter",
+        "_thread_pool",
+        "_threads",
+        "_workers",
+    )
 
     def __init__(
         self,
@@ -171,9 +218,16 @@ class Runtime:
         self._metrics = Recorder()
         self._backoff: set[Job[Any]] = set()  # jobs waiting out a retry backoff
         self._workers: set[_Worker] = set()
-        self._live = 0  # worker coroutines alive
+        self._live = 0  # worker coroutines alive (or starting): at most _target, see resize
+        # Whether a job that finds no idle worker starts one (fewer than _target alive and
+        # not paused): kept up to date where those change, one read on the submit path.
+        self._can_grow = False
 
-        self._idle: deque[asyncio.Future[None]] = deque()
+        # The waiters of idle workers, the longest idle first: work wakes the most recently
+        # parked (its caches are warm) and the reaper ends the longest idle.
+        self._idle: deque[asyncio.Future[object]] = deque()
+        self._idle_low = 0  # the fewest idle workers since the reaper last looked
+        self._reaper: asyncio.TimerHandle | None = None
         self._room_waiters: deque[asyncio.Future[None]] = deque()
         self._join_waiters: list[asyncio.Future[None]] = []
         # Replaced, never mutated, so that _end iterates a snapshot for free.
@@ -211,7 +265,7 @@ class Runtime:
         await self._tg.__aenter__()
         self._state = _OPEN
         self._intake_loop = self._loop
-        self._spawn_workers()
+        self._recheck_growth()
         if self._signals is not None:
             self._signals.enter_body()  # entered last, left first
         return self
@@ -401,7 +455,9 @@ class Runtime:
         job: Job[Any] = Job(job_id, fn, args, priority, opts, _now())
         queue.push(job)
         if self._idle:
-            _wake_one(self._idle)
+            self._wake_worker()
+        elif self._can_grow:
+            self._spawn_worker()
         return job
 
     @overload
@@ -589,7 +645,9 @@ class Runtime:
                 return job
         self._queue.push(job)
         if self._idle:
-            _wake_one(self._idle)
+            self._wake_worker()
+        elif self._can_grow:
+            self._spawn_worker()
         return job
 
     async def _wait_for_room(self) -> None:
@@ -644,12 +702,15 @@ class Runtime:
         """Start no new jobs until :meth:`resume`; running jobs go on."""
         self._check_own_loop("pause()")
         self._paused = True
+        self._recheck_growth()
 
     def resume(self) -> None:
         """Start jobs again after :meth:`pause`."""
         self._check_own_loop("resume()")
         self._paused = False
-        _wake_all(self._idle)
+        self._recheck_growth()
+        self._wake_all_workers()
+        self._spawn_for_queue()
 
     @property
     def paused(self) -> bool:
@@ -660,10 +721,11 @@ class Runtime:
         check_count("workers", workers)
         self._check_own_loop("resize()")
         self._target = workers
+        self._recheck_growth()
         if self._state is _OPEN:
-            self._spawn_workers()
             if self._live > workers:
-                _wake_all(self._idle)
+                self._wake_all_workers()
+            self._spawn_for_queue()
 
     async def join(self, timeout: float | None = None) -> bool:
         """Wait until every submitted job has finished; False if *timeout* came first.
@@ -682,7 +744,8 @@ class Runtime:
         return self._metrics.snapshot(
             running=self._count_running(),
             pending=self._queue.pending + len(self._backoff),
-            workers=self._live,
+            workers=self._worker_count(),
+            worker_tasks=self._live,
         )
 
     def on_complete(self, fn: Callable[[Job[Any]], object]) -> Callable[[], None]:
@@ -720,17 +783,79 @@ class Runtime:
 
     def __repr__(self) -> str:
         return (
-            f"<Runtime state={self._state} workers={self._live} running={self._count_running()} "
-            f"pending={self._queue.pending} paused={self._paused}>"
+            f"<Runtime state={self._state} workers={self._worker_count()} "
+            f"running={self._count_running()} pending={self._queue.pending} "
+            f"paused={self._paused}>"
         )
 
     # -- workers -----------------------------------------------------------------------
 
-    def _spawn_workers(self) -> None:
+    def _worker_count(self) -> int:
+        """The workers the runtime has: its cap (they start when work comes), or more while
+        the surplus of a resize down finishes its jobs; 0 before the start."""
+        return 0 if self._state is _NEW else max(self._target, self._live)
+
+    def _recheck_growth(self) -> None:
+        self._can_grow = self._live < self._target and not self._paused and self._state is not _NEW
+
+    def _spawn_worker(self) -> None:
+        """Start one more worker: a job came, every worker is busy and the runtime is not
+        paused (as ThreadPoolExecutor starts a thread). Never more than the cap."""
         assert self._tg is not None
-        while self._live < self._target:
-            self._live += 1
-            self._tg.start_soon(self._worker_main, _Worker(), name="asyncworkers-worker")
+        self._live += 1
+        self._recheck_growth()
+        self._tg.start_soon(self._worker_main, _Worker(), name="asyncworkers-worker")
+
+    def _spawn_for_queue(self) -> None:
+        """Start the workers that the queued jobs need beyond the idle ones (after a resume
+        or a resize up): a worker per job, up to the cap; none while paused."""
+        wanted = 0 if self._paused else self._queue.pending - len(self._idle)
+        while wanted > 0 and self._live < self._target:
+            self._spawn_worker()
+            wanted -= 1
+
+    def _wake_worker(self) -> None:
+        """Hand new work to the most recently parked idle worker."""
+        idle = self._idle
+        while idle:
+            waiter = idle.pop()
+            if not waiter.done():  # a waiter of a worker being cancelled is done
+                waiter.set_result(None)
+                break
+        if len(idle) < self._idle_low:
+            self._idle_low = len(idle)
+
+    def _wake_all_workers(self) -> None:
+        _wake_all(self._idle)
+        self._idle_low = 0
+
+    def _park(self, waiter: asyncio.Future[object]) -> None:
+        """An idle worker waits on *waiter*; above the floor, the reaper starts looking."""
+        self._idle.append(waiter)
+        if self._reaper is None and self._live > _IDLE_FLOOR:
+            assert self._loop is not None
+            self._idle_low = len(self._idle)
+            self._reaper = self._loop.call_later(_IDLE_GRACE, self._reap_idle)
+
+    def _reap_idle(self) -> None:
+        """End the idle workers above the floor that stayed idle since the last look.
+
+        Work takes the most recently parked worker, so the ``_idle_low`` longest-idle
+        waiters at the left of the deque have been idle all that time.
+        """
+        if self._reaper is not None:  # called early (by a test): one tick, not two
+            self._reaper.cancel()
+            self._reaper = None
+        idle = self._idle
+        surplus = min(self._idle_low, len(idle), self._live - _IDLE_FLOOR)
+        for _ in range(surplus):
+            waiter = idle.popleft()
+            if not waiter.done():
+                waiter.set_result(_LEAVE)
+        if idle and self._live - surplus > _IDLE_FLOOR and self._state is not _CLOSED:
+            assert self._loop is not None
+            self._idle_low = len(idle)
+            self._reaper = self._loop.call_later(_IDLE_GRACE, self._reap_idle)
 
     async def _worker_main(self, worker: _Worker) -> None:
         """A supervised worker: a bug that escapes a job's handling restarts the loop."""
@@ -752,6 +877,7 @@ class Runtime:
                         self._job_raised_cancelled(worker, exc)
         finally:
             self._live -= 1
+            self._recheck_growth()
             self._workers.discard(worker)
             job = worker.job
             if job is not None and not job.done():
@@ -781,19 +907,21 @@ class Runtime:
         run_samples = metrics.run_time.samples
         assert self._loop is not None
         new_future = self._loop.create_future
-        idle = self._idle
+        park = self._park
         room_waiters = self._room_waiters
         streak = 0  # jobs run since this worker last let the loop run
         while self._live <= self._target:
             job = None if self._paused else queue.pop()
             if job is None:
-                # Park until a submit (or resume, resize, stop) wakes us; inline, because a
-                # helper coroutine here would be paid on every idle wake.
+                # Park until a submit (or resume, resize, stop) wakes us, or the reaper
+                # ends us; inline, because a helper coroutine here would be paid on every
+                # idle wake.
                 streak = 0
                 metrics.trim_if_due()
                 waiter = new_future()
-                idle.append(waiter)
-                await waiter
+                park(waiter)
+                if await waiter is _LEAVE:
+                    return
                 continue
             if room_waiters:
                 _wake_one(room_waiters)
@@ -861,7 +989,11 @@ class Runtime:
 
     def _stop_workers(self, *, force: bool) -> None:
         self._target = 0
-        _wake_all(self._idle)
+        self._recheck_growth()
+        self._wake_all_workers()
+        if self._reaper is not None:
+            self._reaper.cancel()
+            self._reaper = None
         if force:
             self._abandon_threads()
             for worker in self._workers:
@@ -995,7 +1127,9 @@ class Runtime:
         job._requeue(_now())
         self._queue.push_front(job)
         if self._idle:
-            _wake_one(self._idle)
+            self._wake_worker()
+        elif self._can_grow:
+            self._spawn_worker()
 
     def _end(self, job: Job[Any], state: JobState, value: Any) -> None:
         """The one way into a terminal state: counters, hooks and waiters, once per job."""
@@ -1130,7 +1264,7 @@ def _wake_one(waiters: deque[asyncio.Future[None]]) -> None:
             return
 
 
-def _wake_all(waiters: Iterable[asyncio.Future[None]]) -> None:
+def _wake_all(waiters: Iterable[asyncio.Future[Any]]) -> None:
     for waiter in waiters:
         if not waiter.done():
             waiter.set_result(None)

@@ -57,10 +57,11 @@ class Dispatcher:
             if plan.runtime is not None:
                 ended_at = await self._run_on(plan.runtime)
             else:
-                processes = plan.workers if plan.kind == "process" else None
-                async with aw.Runtime(
-                    plan.workers, threads=plan.workers, processes=processes
-                ) as rt:
+                # Never more workers (threads, processes) than tasks: a cap far above the
+                # task count would only size pools nobody uses.
+                size = max(1, min(plan.workers, plan.total))
+                processes = size if plan.kind == "process" else None
+                async with aw.Runtime(size, threads=size, processes=processes) as rt:
                     ended_at = await self._run_on(rt)
         if plan.on_all_done is not None:
             await self._call_on_all_done(plan.on_all_done)

@@ -52,7 +52,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     async def body(store: aw.store.Store) -> dict[str, Any]:
         return await collect_status(store, args.dead)
 
-    status = run_with_store("status", args.store, body)
+    status = run_with_store("status", args.store, body, read_only=True)
     if isinstance(status, int):
         return status
     if args.json:

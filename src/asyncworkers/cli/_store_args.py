@@ -158,14 +158,23 @@ def fail(command: str, message: str) -> int:
 
 
 def run_with_store(
-    command: str, url: str, body: Callable[[aw.store.Store], Awaitable[T]], *, opened: bool = True
+    command: str,
+    url: str,
+    body: Callable[[aw.store.Store], Awaitable[T]],
+    *,
+    opened: bool = True,
+    read_only: bool = False,
 ) -> T | int:
     """Open the store at *url* (unless *opened* is False: *body* opens it), run *body* with
-    it, close it; 2 on a store that cannot be opened or a bad value found on the way (the
-    error printed on one line)."""
+    it, close it. Errors are one line: 2 on a store that cannot be opened or a bad value
+    found on the way, 1 when the store failed the call (a full disk, say).
+
+    *read_only*: the command only looks, so it opens the store read-only and works on a
+    full disk or a file nobody may write.
+    """
 
     async def main() -> T:
-        store = aw.store.open_store(url)
+        store = aw.store.open_store(url, read_only=read_only)
         if opened:
             await store.open()
         try:
@@ -179,3 +188,6 @@ def run_with_store(
         return fail(command, f"--store {url}: {exc}")
     except (ValueError, TypeError) as exc:
         return fail(command, str(exc))
+    except aw.store.StoreError as exc:  # the store failed the call: no traceback, exit 1
+        print(f"asyncworkers {command}: error: {exc}", file=sys.stderr)
+        return 1

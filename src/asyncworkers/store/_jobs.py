@@ -14,10 +14,26 @@ import anyio
 
 from .._core._exceptions import JobCancelled
 from ._errors import JobDead
-from ._fields import MAX_PAYLOAD_BYTES, check_text, encode_json, run_at_from, show
-from ._protocol import JobRecord, NewJob, Store
+from ._fields import (
+    MAX_PAYLOAD_BYTES,
+    check_limit,
+    check_text,
+    check_time,
+    encode_json,
+    run_at_from,
+    show,
+)
+from ._protocol import ENDED, STATES, JobRecord, NewJob, State, Store
 
-__all__ = ["decode_json", "encode_args", "encode_result", "new_job", "wait_result"]
+__all__ = [
+    "decode_json",
+    "encode_args",
+    "encode_result",
+    "job_filters",
+    "new_job",
+    "purge_states",
+    "wait_result",
+]
 
 
 def encode_args(args: object, *, task: str = "?") -> str:
@@ -71,6 +87,40 @@ def new_job(
         max_attempts=max_attempts,
         key=key,
     )
+
+
+def job_filters(
+    *, state: object, queue: object, task: object, limit: object
+) -> tuple[list[str], list[Any]]:
+    """The checked filters of ``Store.jobs``: the columns to match and their values."""
+    check_limit(limit)
+    if state is not None and state not in STATES:
+        raise ValueError(f"state must be one of {', '.join(STATES)}, got {state!r}")
+    columns: list[str] = []
+    values: list[Any] = []
+    for column, value in (("state", state), ("queue", queue), ("task", task)):
+        if value is None:
+            continue
+        check_text(column, value)
+        columns.append(column)
+        values.append(value)
+    return columns, values
+
+
+def purge_states(older_than: object, states: object) -> tuple[State, ...]:
+    """The checked arguments of ``Store.purge``: the states to delete (default: ended)."""
+    check_time("older_than", older_than)
+    if states is None:
+        return ENDED
+    if isinstance(states, str) or not all(isinstance(s, str) for s in states):  # type: ignore[attr-defined]
+        raise TypeError(f"states must be a collection of state names, got {states!r}")
+    chosen = tuple(dict.fromkeys(states))  # type: ignore[call-overload]
+    wrong = [s for s in chosen if s not in ENDED]
+    if wrong or not chosen:
+        raise ValueError(
+            f"purge deletes ended jobs only ({', '.join(ENDED)}), got {list(chosen)!r}"
+        )
+    return chosen
 
 
 async def wait_result(store: Store, id: int, timeout: float | None) -> Any:

@@ -15,6 +15,11 @@ Stopping (``stop()``, or SIGTERM/SIGINT with ``handle_signals``): no new claims,
 jobs get ``shutdown_grace`` seconds to finish, then the rest are cancelled and released to
 the queue without counting an attempt. A second ``stop(grace=0)`` (or a second signal) skips
 what is left of the grace.
+
+A store error that waiting cannot fix (a non-transient ``StoreUnavailable``: the SQLite file
+deleted under the worker, a database that is gone) stops the Manager at once; leaving
+``async with`` then raises it, so that a worker exits with the reason rather than retry
+forever.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from types import TracebackType
 from typing import Any
 
@@ -38,11 +44,13 @@ from anyio.abc import TaskGroup, TaskStatus
 
 import asyncworkers as aw
 
+from ._errors import StoreUnavailable
 from ._fields import check_text
 from ._heartbeat import LeaseKeeper
 from ._jobs import encode_result
 from ._protocol import DEFAULT_LEASE, MAX_PAYLOAD_BYTES, Claimed, Store
 from ._tasks import TaskRegistry, TaskSpec
+from ._upkeep import check_retention, upkeep_loops
 
 __all__ = ["Manager", "ManagerMetrics"]
 
@@ -136,6 +144,10 @@ class Manager:
         to the concurrency)
     :param handle_signals: the first SIGTERM/SIGINT stops gracefully, the second at once
     :param worker: this worker's name in the store (default ``host:pid``)
+    :param periodic: enqueue the due runs of the registry's periodic tasks (each run once,
+        whatever the number of workers); False leaves that to other workers
+    :param retention: delete the jobs that ended (succeeded, dead, cancelled) more than
+        this many seconds ago (or a ``timedelta``), in batches, now and then; None keeps them
     """
 
     def __init__(
@@ -151,6 +163,8 @@ class Manager:
         runtime: aw.Runtime | None = None,
         handle_signals: bool = False,
         worker: str | None = None,
+        periodic: bool = True,
+        retention: float | timedelta | None = None,
     ) -> None:
         if not isinstance(tasks, TaskRegistry):
             raise TypeError(f"tasks must be an aw.store.TaskRegistry, got {tasks!r}")
@@ -169,6 +183,9 @@ class Manager:
         self._handle_signals = handle_signals
         # checked here: a name the store refuses would fail every claim, for ever
         self.worker = check_text("worker", worker or f"{socket.gethostname()}:{os.getpid()}")
+        self._upkeep = upkeep_loops(
+            store, tasks, periodic=bool(periodic), retention=check_retention(retention)
+        )
 
         self._held: dict[int, _Held] = {}
         self._counts = dict.fromkeys(
@@ -193,6 +210,7 @@ class Manager:
         self._claim_done: anyio.Event | None = None  # the claim loop has ended
         self._grace_scope: anyio.CancelScope | None = None
         self._keeper: LeaseKeeper | None = None
+        self._fatal: StoreUnavailable | None = None  # a store error that stopped us
 
     def __repr__(self) -> str:
         state = "stopping" if self._stopping else "running" if self._started else "new"
@@ -225,6 +243,8 @@ class Manager:
         await self._tg.__aenter__()
         self._tg.start_soon(self._claim_loop)
         self._tg.start_soon(self._sweep_loop)
+        for loop in self._upkeep:  # periodic tasks, retention (_upkeep)
+            self._tg.start_soon(loop)
         if self._handle_signals:  # started: its handlers are in place when we return
             await self._tg.start(self._signal_loop)
         self._keeper = LeaseKeeper(beat, self._lease, self._lost, self.worker)
@@ -252,6 +272,8 @@ class Manager:
                 await self._runtime.__aexit__(None, None, None)
             assert self._stopped is not None
             self._stopped.set()
+        if self._fatal is not None and exc is None:
+            raise self._fatal
 
     async def run(self) -> None:
         """Run until :meth:`stop` is called (or a signal arrives, with ``handle_signals``)."""
@@ -361,6 +383,8 @@ class Manager:
             with anyio.CancelScope(shield=True):  # claimed rows must reach _held
                 claimed = await self._store.claim(group.queues, want, self._lease, self.worker)
         except Exception as exc:  # the database is away: wait and try again, never crash
+            if self._stop_on_fatal(exc):
+                return False
             self._claim_errors += 1
             pause = min(self._poll * 2**self._claim_errors, _MAX_BACKOFF)
             log.error("claim failed (%s); trying again in %.1f s", _one_line(exc), pause)
@@ -377,7 +401,12 @@ class Manager:
         async with anyio.create_task_group() as tg:
 
             async def store_side() -> None:
-                await self._store.wait_for_work(self._poll)
+                try:
+                    await self._store.wait_for_work(self._poll)
+                except Exception as exc:  # the claim that follows says more, or stops us
+                    if not self._stop_on_fatal(exc):
+                        log.warning("waiting for work failed: %s", _one_line(exc))
+                        await anyio.sleep(self._poll)
                 tg.cancel_scope.cancel()
 
             async def our_side() -> None:
@@ -548,7 +577,7 @@ class Manager:
                     ok = await write()
                     break
                 except Exception as exc:
-                    if time.monotonic() + pause > deadline:
+                    if self._stop_on_fatal(exc) or time.monotonic() + pause > deadline:
                         log.error("job %s: giving up its write: %s", held.claimed.id,
                                   _one_line(exc))  # fmt: skip
                         break
@@ -600,8 +629,9 @@ class Manager:
         while True:
             try:
                 count = await self._store.requeue_expired()
-            except Exception:
-                log.exception("requeue_expired failed")
+            except Exception as exc:
+                if not self._stop_on_fatal(exc):
+                    log.exception("requeue_expired failed")
             else:
                 if count:
                     log.info("put back %d job(s) whose lease expired", count)
@@ -609,6 +639,16 @@ class Manager:
             await anyio.sleep(self._poll)
 
     # -- stopping ------------------------------------------------------------------------
+
+    def _stop_on_fatal(self, exc: Exception) -> bool:
+        """True (and a stop without grace begun) for an error that waiting cannot fix."""
+        if not isinstance(exc, StoreUnavailable) or exc.transient:
+            return False
+        if self._fatal is None:
+            self._fatal = exc
+            log.error("stopping: %s", _one_line(exc))
+        self.stop(grace=0)
+        return True
 
     async def _signal_loop(self, *, task_status: TaskStatus[None]) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -43,19 +43,26 @@ from ._fields import (
     check_lease,
     check_limit,
     check_queue_filter,
-    check_time,
     check_timeout,
     clean_error,
     retry_time,
 )
-from ._jobs import EnqueueFields, decode_json, wait_result
+from ._jobs import EnqueueFields, decode_json, job_filters, purge_states, wait_result
 from ._pg_batch import CompletionBatcher, Write
 from ._pg_connect import Target, is_connection_lost, parse_target, unavailable, with_retries
 from ._pg_heartbeat import PgSyncHeartbeat
 from ._pg_listen import Listener
 from ._pg_migrations import channel_for, migrate
 from ._pg_sql import statements
-from ._protocol import MAX_PAYLOAD_BYTES, STATES, Claimed, JobRecord, NewJob, State
+from ._protocol import (
+    MAX_PAYLOAD_BYTES,
+    PURGE_BATCH,
+    STATES,
+    Claimed,
+    JobRecord,
+    NewJob,
+    State,
+)
 
 __all__ = ["PostgresStore"]
 
@@ -495,11 +502,65 @@ class PostgresStore(EnqueueFields):
         check_id(id)
         return await self._run(lambda conn, _: conn.fetchval(self._sql.cancel, id)) is not None
 
-    async def purge(self, older_than: float) -> int:
-        """Delete ended jobs finished before *older_than* (unix seconds); how many."""
-        check_time("older_than", older_than)
-        n: int = await self._run(lambda conn, _: conn.fetchval(self._sql.purge, older_than))
-        return n
+    async def jobs(
+        self,
+        *,
+        state: State | None = None,
+        queue: str | None = None,
+        task: str | None = None,
+        limit: int = 100,
+    ) -> list[JobRecord]:
+        """Jobs that match every filter given, newest first, at most *limit*."""
+        job_filters(state=state, queue=queue, task=task, limit=limit)
+        rows = await self._run(
+            lambda conn, _: conn.fetch(self._sql.jobs, state, queue, task, limit)
+        )
+        return [_record(r) for r in rows]
+
+    async def purge(self, older_than: float, states: Collection[State] | None = None) -> int:
+        """Delete ended jobs (or those of *states*) finished before *older_than* (unix
+        seconds), PURGE_BATCH rows per transaction; how many."""
+        chosen = list(purge_states(older_than, states))
+        when = float(older_than)
+        total = 0
+        while True:
+            n: int = await self._run(
+                lambda conn, _: conn.fetchval(self._sql.purge, when, chosen, PURGE_BATCH)
+            )
+            total += n
+            if n < PURGE_BATCH:
+                return total
+
+    async def schedule_mark(self, name: str) -> float | None:
+        """The latest instant periodic task *name* was enqueued for, or None."""
+        value = await self._run(lambda conn, _: conn.fetchval(self._sql.schedule_mark, name))
+        return None if value is None else float(value)
+
+    async def advance_schedule(
+        self, name: str, seen: float | None, latest: float, jobs: Sequence[NewJob]
+    ) -> bool:
+        """Move the mark of *name* from *seen* to *latest* and add *jobs*, in one
+        transaction, if the mark is still *seen*; True if this call did."""
+        batch = list(jobs)
+        sql = self._sql
+
+        async def write(conn: Conn, _: bool) -> bool:
+            async with conn.transaction():
+                if seen is None:
+                    moved = await conn.fetchval(sql.schedule_insert, name, float(latest))
+                else:
+                    moved = await conn.fetchval(
+                        sql.schedule_update, name, float(latest), float(seen)
+                    )
+                if moved is None:
+                    return False  # another worker moved it first: its jobs are in
+                for start in range(0, len(batch), _ENQUEUE_CHUNK):
+                    await self._enqueue_chunk(conn, batch[start : start + _ENQUEUE_CHUNK])
+                return True
+
+        # run again after a lost connection: a commit whose reply was lost reads as a
+        # mark moved by someone else (False), and the jobs are in either way
+        return await self._run(write)
 
 
 async def _reset(conn: asyncpg.Connection) -> None:
