@@ -10,7 +10,7 @@ import argparse
 from collections.abc import Callable, Sequence
 
 from .._version import __version__
-from . import _demo, _enqueue, _load, _retry, _status, _worker
+from . import _demo, _enqueue, _inspect, _load, _purge, _retry, _status, _worker
 from ._args import Commands
 
 __all__ = ["build_parser", "main"]
@@ -22,7 +22,9 @@ _COMMANDS: tuple[Callable[[Commands], None], ...] = (
     _worker.add_command,
     _enqueue.add_command,
     _status.add_command,
+    _inspect.add_commands,
     _retry.add_command,
+    _purge.add_command,
 )
 
 

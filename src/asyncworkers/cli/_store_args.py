@@ -11,6 +11,7 @@ import argparse
 import importlib
 import math
 import os
+import re
 import sys
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -20,6 +21,7 @@ import asyncworkers as aw
 __all__ = [
     "STORE_ENV",
     "add_store_option",
+    "age",
     "fail",
     "positive_seconds",
     "run_with_store",
@@ -42,6 +44,21 @@ def seconds(text: str) -> float:
 def positive_seconds(text: str) -> float:
     """A number of seconds > 0."""
     return _seconds(text, allow_zero=False)
+
+
+_AGE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(s|m|h|d|w)?\s*$")
+_AGE_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0, None: 1.0}
+
+
+def age(text: str) -> float:
+    """A length of time > 0 in seconds: ``90``, ``90s``, ``15m``, ``12h``, ``7d``, ``2w``."""
+    match = _AGE.match(text)
+    seconds = 0.0 if match is None else float(match.group(1)) * _AGE_UNITS[match.group(2)]
+    if not (seconds > 0 and math.isfinite(seconds)):
+        raise argparse.ArgumentTypeError(
+            f"expected a time > 0 such as 90s, 15m, 12h or 7d, got {text!r}"
+        )
+    return seconds
 
 
 def _seconds(text: str, *, allow_zero: bool) -> float:

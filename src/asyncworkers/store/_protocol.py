@@ -128,7 +128,7 @@ class JobRecord:
     started_at: float | None  # the latest claim
     finished_at: float | None
     lease_until: float | None = None
-    worker: str | None = None
+    worker: str | None = None  # who ran the latest attempt (None: never run, or released)
 
 
 @runtime_checkable

@@ -494,7 +494,8 @@ class SQLiteStore(EnqueueFields):
                 "    THEN :now ELSE NULL END, "
                 "run_at = coalesce(:retry_at, run_at), "
                 "scheduled = coalesce(:retry_at > :now, 0), "
-                "error = :error, lease_until = NULL, worker = NULL "
+                # the worker stays: `asyncworkers show` names who ran the failed attempt
+                "error = :error, lease_until = NULL "
                 "WHERE id = :id AND claims = :token AND state = 'running'",
                 {"retry_at": retry_at, "now": now, "error": error, "id": id, "token": token},
             )
