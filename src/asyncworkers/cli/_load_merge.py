@@ -12,11 +12,13 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from rich.console import Console
 
 from asyncworkers import loadgen
+
+from ._args import CommandParser
 
 __all__ = ["PROG", "main"]
 
@@ -24,13 +26,8 @@ PROG = "asyncworkers load merge"
 EXIT_USAGE = 2
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _OneLineParser(
+    parser = CommandParser(
         prog=PROG,
         description=(
             "Merge the JSON reports of load runs on several hosts into one: counts and HDR "
