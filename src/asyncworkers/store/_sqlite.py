@@ -39,6 +39,17 @@ from typing import Any, TypeVar
 import anyio
 
 from ._errors import StoreError, StoreFull, StoreUnavailable
+from ._fields import (
+    check_claim,
+    check_id,
+    check_json_text,
+    check_lease,
+    check_limit,
+    check_queue_filter,
+    check_timeout,
+    clean_error,
+    retry_time,
+)
 from ._jobs import EnqueueFields, decode_json, job_filters, purge_states, wait_result
 from ._protocol import PURGE_BATCH, STATES, Claimed, JobRecord, NewJob, State
 from ._sqlite_schema import MIGRATIONS
@@ -462,12 +473,12 @@ class SQLiteStore(EnqueueFields):
         self, queues: Sequence[str] | None, limit: int, lease: float, worker: str
     ) -> list[Claimed]:
         """Claim up to *limit* due jobs, higher priority first, then FIFO."""
-        if limit < 1:
-            return []
+        queues = check_claim(queues, limit, lease, worker)
         return await self._write(lambda conn: _claim(conn, queues, limit, lease, worker))
 
     async def complete(self, id: int, token: int, result_json: str) -> bool:
         """Mark a claimed job succeeded; False when the claim was fenced out."""
+        check_json_text("result_json", result_json)
 
         def write(conn: sqlite3.Connection) -> bool:
             cursor = conn.execute(
@@ -483,6 +494,8 @@ class SQLiteStore(EnqueueFields):
     async def fail(self, id: int, token: int, error: str, retry_at: float | None) -> bool:
         """Record a failed attempt: queued again at *retry_at*, or dead (None, or no
         attempts left); False when the claim was fenced out."""
+        error = clean_error(error)
+        retry_at = retry_time(retry_at)
 
         def write(conn: sqlite3.Connection) -> bool:
             now = time.time()
@@ -519,6 +532,7 @@ class SQLiteStore(EnqueueFields):
 
     async def heartbeat(self, held: Sequence[tuple[int, int]], lease: float) -> set[int]:
         """Renew the leases of *held* ``(id, token)``; the ids whose claim is lost."""
+        check_lease(lease)
         pairs = list(held)
         if not pairs:
             return set()
@@ -562,6 +576,7 @@ class SQLiteStore(EnqueueFields):
 
     async def get(self, id: int) -> JobRecord | None:
         """The job with this id, or None."""
+        check_id(id)
         rows = await self._read(
             lambda conn: conn.execute(
                 f"SELECT {_COLUMNS} FROM aw_jobs WHERE id = ?", (id,)
@@ -571,10 +586,11 @@ class SQLiteStore(EnqueueFields):
 
     async def result(self, id: int, timeout: float | None = None) -> Any:
         """Wait for the job to end and return its result (see :meth:`Store.result`)."""
-        return await wait_result(self, id, timeout)
+        return await wait_result(self, check_id(id), check_timeout("timeout", timeout))
 
     async def counts(self, queue: str | None = None) -> dict[State, int]:
         """``{state: count}`` for every state."""
+        check_queue_filter(queue)
         where, params = ("WHERE queue = ?", (queue,)) if queue is not None else ("", ())
         rows = await self._read(
             lambda conn: conn.execute(
@@ -610,6 +626,7 @@ class SQLiteStore(EnqueueFields):
 
     async def dead(self, limit: int = 100) -> list[JobRecord]:
         """The dead letters, most recent first."""
+        check_limit(limit)
         rows = await self._read(
             lambda conn: conn.execute(
                 f"SELECT {_COLUMNS} FROM aw_jobs WHERE state = 'dead' "
@@ -621,6 +638,7 @@ class SQLiteStore(EnqueueFields):
 
     async def retry(self, id: int) -> bool:
         """A dead or cancelled job waits again with a fresh set of attempts."""
+        check_id(id)
 
         def write(conn: sqlite3.Connection) -> bool:
             cursor = conn.execute(
@@ -637,6 +655,7 @@ class SQLiteStore(EnqueueFields):
 
     async def cancel(self, id: int) -> bool:
         """Cancel a queued job; False when it is not waiting."""
+        check_id(id)
 
         def write(conn: sqlite3.Connection) -> bool:
             cursor = conn.execute(
