@@ -55,5 +55,8 @@ __all__ = (
     "run",
 )
 
-# The durable job store, as ``aw.store``: imported last, since it uses the names above.
+# Imported last, since they use the names above: the durable job store as ``aw.store``, and
+# health, metrics, dashboard and watchdog as ``aw.ops`` (light: aiohttp, prometheus_client
+# and opentelemetry are imported when an endpoint starts).
+from . import ops as ops
 from . import store as store

@@ -10,8 +10,8 @@ import argparse
 from collections.abc import Callable, Sequence
 
 from .._version import __version__
-from . import _demo, _enqueue, _load, _retry, _status, _worker
-from ._args import Commands
+from . import _demo, _enqueue, _inspect, _load, _purge, _retry, _status, _worker
+from ._args import CommandParser, Commands
 
 __all__ = ["build_parser", "main"]
 
@@ -22,7 +22,9 @@ _COMMANDS: tuple[Callable[[Commands], None], ...] = (
     _worker.add_command,
     _enqueue.add_command,
     _status.add_command,
+    _inspect.add_commands,
     _retry.add_command,
+    _purge.add_command,
 )
 
 
@@ -33,7 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="asyncworkers: an asyncio-native task runtime.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="command", required=True)
+    commands = parser.add_subparsers(
+        dest="command", metavar="command", required=True, parser_class=CommandParser
+    )
     for add_command in _COMMANDS:
         add_command(commands)
     return parser

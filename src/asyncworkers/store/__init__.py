@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._errors import JobDead, StoreError, StoreUnavailable, TaskExited
+from ._errors import JobDead, StoreError, StoreFull, StoreUnavailable, TaskExited
 from ._jobs import new_job
 from ._manager import Manager, ManagerMetrics
 from ._protocol import (
@@ -43,6 +43,7 @@ __all__ = (
     "State",
     "Store",
     "StoreError",
+    "StoreFull",
     "StoreUnavailable",
     "SyncHeartbeat",
     "TaskExited",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .._core._exceptions import AsyncworkersError
 
-__all__ = ["JobDead", "StoreError", "StoreUnavailable", "TaskExited"]
+__all__ = ["JobDead", "StoreError", "StoreFull", "StoreUnavailable", "TaskExited"]
 
 
 class StoreError(AsyncworkersError):
@@ -22,6 +22,11 @@ class StoreUnavailable(StoreError):
     def __init__(self, message: str, *, transient: bool = False) -> None:
         super().__init__(message)
         self.transient = transient
+
+
+class StoreFull(StoreError):
+    """A write failed because the disk holding the database is full. Reads still work: a
+    store opened with ``read_only=True`` (what ``asyncworkers status`` does) needs no room."""
 
 
 class JobDead(StoreError):

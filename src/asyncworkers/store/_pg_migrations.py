@@ -92,6 +92,17 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX jobs_scheduled ON {s}.jobs (run_at) WHERE state = 'queued' AND scheduled;
         """,
     ),
+    Migration(
+        3,
+        "periodic tasks: the latest instant each was enqueued for",
+        """
+        CREATE TABLE {s}.schedules (
+            name    text   PRIMARY KEY,
+            -- unix seconds, compared for equality by advance_schedule: float8, as sent
+            last_at float8 NOT NULL
+        );
+        """,
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

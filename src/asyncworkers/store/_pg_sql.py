@@ -48,10 +48,15 @@ class Statements:
     retry: str
     cancel: str
     purge: str
+    jobs: str
+    schedule_mark: str
+    schedule_insert: str
+    schedule_update: str
 
 
 def statements(schema: str) -> Statements:
-    t = f"{quote_ident(schema)}.jobs"
+    s = quote_ident(schema)
+    t = f"{s}.jobs"
     return Statements(
         enqueue=f"""
             INSERT INTO {t} (task, args, priority, queue, max_attempts, key, run_at, scheduled)
@@ -144,13 +149,28 @@ def statements(schema: str) -> Statements:
             UPDATE {t} SET state = 'cancelled', finished_at = now(), error = 'cancelled'
             WHERE id = $1 AND state = 'queued'
             RETURNING id""",
+        # one batch ($3 rows); the first condition is the ended-rows index's own
         purge=f"""
             WITH gone AS (
-                DELETE FROM {t}
-                WHERE state IN ('succeeded', 'dead', 'cancelled')
-                  AND finished_at < to_timestamp($1)
+                DELETE FROM {t} WHERE id IN (
+                    SELECT id FROM {t}
+                    WHERE state IN ('succeeded', 'dead', 'cancelled')
+                      AND state = ANY($2::text[]) AND finished_at < to_timestamp($1)
+                    LIMIT $3)
                 RETURNING 1)
             SELECT count(*)::int FROM gone""",
+        jobs=f"""
+            SELECT {_RECORD} FROM {t}
+            WHERE ($1::text IS NULL OR state = $1) AND ($2::text IS NULL OR queue = $2)
+              AND ($3::text IS NULL OR task = $3)
+            ORDER BY id DESC LIMIT $4""",
+        schedule_mark=f"SELECT last_at FROM {s}.schedules WHERE name = $1",
+        schedule_insert=f"""
+            INSERT INTO {s}.schedules (name, last_at) VALUES ($1, $2)
+            ON CONFLICT (name) DO NOTHING RETURNING name""",
+        schedule_update=f"""
+            UPDATE {s}.schedules SET last_at = $2 WHERE name = $1 AND last_at = $3
+            RETURNING name""",
     )
 
 

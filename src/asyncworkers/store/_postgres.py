@@ -29,21 +29,40 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 
 from ._errors import StoreError
-from ._jobs import EnqueueFields, decode_json, wait_result
+from ._fields import (
+    check_claim,
+    check_id,
+    check_json_text,
+    check_lease,
+    check_limit,
+    check_queue_filter,
+    check_timeout,
+    clean_error,
+    retry_time,
+)
+from ._jobs import EnqueueFields, decode_json, job_filters, purge_states, wait_result
 from ._pg_batch import CompletionBatcher, Write
 from ._pg_connect import Target, is_connection_lost, parse_target, unavailable, with_retries
 from ._pg_heartbeat import PgSyncHeartbeat
 from ._pg_listen import Listener
 from ._pg_migrations import channel_for, migrate
 from ._pg_sql import statements
-from ._protocol import MAX_PAYLOAD_BYTES, STATES, Claimed, JobRecord, NewJob, State
+from ._protocol import (
+    MAX_PAYLOAD_BYTES,
+    PURGE_BATCH,
+    STATES,
+    Claimed,
+    JobRecord,
+    NewJob,
+    State,
+)
 
 __all__ = ["PostgresStore"]
 
@@ -320,14 +339,9 @@ class PostgresStore(EnqueueFields):
         self, queues: Sequence[str] | None, limit: int, lease: float, worker: str
     ) -> list[Claimed]:
         """Claim up to *limit* due jobs, priority first then FIFO, each with a lease."""
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise ValueError(f"limit must be an int >= 1, got {limit!r}")
-        if isinstance(lease, bool) or not isinstance(lease, int | float) or not lease > 0:
-            raise ValueError(f"lease must be seconds > 0, got {lease!r}")
-        if queues is not None:
-            queues = list(queues)
-            if not queues:
-                return []
+        queues = check_claim(queues, limit, lease, worker)
+        if queues is not None and not queues:
+            return []
         sql = self._sql
         params: list[Any] = [limit, float(lease), worker, _CLAIM_GUARD_BYTES]
         statement = sql.claim_any
@@ -360,8 +374,7 @@ class PostgresStore(EnqueueFields):
     async def complete(self, id: int, token: int, result_json: str) -> bool:
         """Mark a claimed job succeeded; False when fenced out. Completions that arrive
         together are written by one statement (group commit)."""
-        if not isinstance(result_json, str):
-            raise TypeError(f"result_json must be JSON text (str), got {result_json!r}")
+        check_json_text("result_json", result_json)
         return await self._batcher.complete((id, token, result_json))
 
     async def _write_completions(self, writes: list[Write]) -> set[int]:
@@ -379,12 +392,12 @@ class PostgresStore(EnqueueFields):
     async def fail(self, id: int, token: int, error: str, retry_at: float | None) -> bool:
         """Record a failed attempt: queued again at *retry_at*, or dead (None, or out of
         attempts). False when fenced out."""
+        error = clean_error(error)
+        retry_at = retry_time(retry_at)
         sql = self._sql
 
         async def write(conn: Conn, again: bool) -> str | None:
-            state: str | None = await conn.fetchval(
-                sql.fail, id, token, str(error), retry_at, again
-            )
+            state: str | None = await conn.fetchval(sql.fail, id, token, error, retry_at, again)
             return state
 
         state = await self._run(write, worker=True)
@@ -406,6 +419,7 @@ class PostgresStore(EnqueueFields):
 
     async def heartbeat(self, held: Sequence[tuple[int, int]], lease: float) -> set[int]:
         """Renew the leases of ``(id, token)`` pairs; the ids whose lease is lost."""
+        check_lease(lease)
         if not held:
             return set()
         ids = [i for i, _ in held]
@@ -444,15 +458,17 @@ class PostgresStore(EnqueueFields):
     # -- people and tools ----------------------------------------------------------------
 
     async def get(self, id: int) -> JobRecord | None:
+        check_id(id)
         row = await self._run(lambda conn, _: conn.fetchrow(self._sql.get, id))
         return None if row is None else _record(row)
 
     async def result(self, id: int, timeout: float | None = None) -> Any:
         """Wait for the job to end; its result (``JobDead``, ``JobCancelled``, ``KeyError``,
         ``TimeoutError`` otherwise)."""
-        return await wait_result(self, id, timeout)
+        return await wait_result(self, check_id(id), check_timeout("timeout", timeout))
 
     async def counts(self, queue: str | None = None) -> dict[State, int]:
+        check_queue_filter(queue)
         rows = await self._run(lambda conn, _: conn.fetch(self._sql.counts, queue))
         found = {r["state"]: r["n"] for r in rows}
         return {state: found.get(state, 0) for state in STATES}
@@ -469,13 +485,13 @@ class PostgresStore(EnqueueFields):
         return None if row is None else _record(row)
 
     async def dead(self, limit: int = 100) -> list[JobRecord]:
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-            raise ValueError(f"limit must be an int >= 0, got {limit!r}")
+        check_limit(limit)
         rows = await self._run(lambda conn, _: conn.fetch(self._sql.dead, limit))
         return [_record(r) for r in rows]
 
     async def retry(self, id: int) -> bool:
         """A dead or cancelled job gets a fresh set of attempts; False otherwise."""
+        check_id(id)
         row = await self._run(lambda conn, _: conn.fetchval(self._sql.retry, id))
         if row is not None:
             await self._notify()
@@ -483,14 +499,68 @@ class PostgresStore(EnqueueFields):
 
     async def cancel(self, id: int) -> bool:
         """Cancel a queued job; False when it is not waiting."""
+        check_id(id)
         return await self._run(lambda conn, _: conn.fetchval(self._sql.cancel, id)) is not None
 
-    async def purge(self, older_than: float) -> int:
-        """Delete ended jobs finished before *older_than* (unix seconds); how many."""
-        if isinstance(older_than, bool) or not isinstance(older_than, int | float):
-            raise TypeError(f"older_than must be unix seconds, got {older_than!r}")
-        n: int = await self._run(lambda conn, _: conn.fetchval(self._sql.purge, older_than))
-        return n
+    async def jobs(
+        self,
+        *,
+        state: State | None = None,
+        queue: str | None = None,
+        task: str | None = None,
+        limit: int = 100,
+    ) -> list[JobRecord]:
+        """Jobs that match every filter given, newest first, at most *limit*."""
+        job_filters(state=state, queue=queue, task=task, limit=limit)
+        rows = await self._run(
+            lambda conn, _: conn.fetch(self._sql.jobs, state, queue, task, limit)
+        )
+        return [_record(r) for r in rows]
+
+    async def purge(self, older_than: float, states: Collection[State] | None = None) -> int:
+        """Delete ended jobs (or those of *states*) finished before *older_than* (unix
+        seconds), PURGE_BATCH rows per transaction; how many."""
+        chosen = list(purge_states(older_than, states))
+        when = float(older_than)
+        total = 0
+        while True:
+            n: int = await self._run(
+                lambda conn, _: conn.fetchval(self._sql.purge, when, chosen, PURGE_BATCH)
+            )
+            total += n
+            if n < PURGE_BATCH:
+                return total
+
+    async def schedule_mark(self, name: str) -> float | None:
+        """The latest instant periodic task *name* was enqueued for, or None."""
+        value = await self._run(lambda conn, _: conn.fetchval(self._sql.schedule_mark, name))
+        return None if value is None else float(value)
+
+    async def advance_schedule(
+        self, name: str, seen: float | None, latest: float, jobs: Sequence[NewJob]
+    ) -> bool:
+        """Move the mark of *name* from *seen* to *latest* and add *jobs*, in one
+        transaction, if the mark is still *seen*; True if this call did."""
+        batch = list(jobs)
+        sql = self._sql
+
+        async def write(conn: Conn, _: bool) -> bool:
+            async with conn.transaction():
+                if seen is None:
+                    moved = await conn.fetchval(sql.schedule_insert, name, float(latest))
+                else:
+                    moved = await conn.fetchval(
+                        sql.schedule_update, name, float(latest), float(seen)
+                    )
+                if moved is None:
+                    return False  # another worker moved it first: its jobs are in
+                for start in range(0, len(batch), _ENQUEUE_CHUNK):
+                    await self._enqueue_chunk(conn, batch[start : start + _ENQUEUE_CHUNK])
+                return True
+
+        # run again after a lost connection: a commit whose reply was lost reads as a
+        # mark moved by someone else (False), and the jobs are in either way
+        return await self._run(write)
 
 
 async def _reset(conn: asyncpg.Connection) -> None:

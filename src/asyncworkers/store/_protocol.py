@@ -26,6 +26,9 @@ Rules every store keeps (the behaviour tests check them on each store):
   ``dead`` when it has used all its attempts (a job that keeps killing its worker ends there);
   a crash counts as an attempt.
 - Payloads and results are JSON text; nothing is ever unpickled from a store.
+- ``advance_schedule`` is a compare-and-set of a periodic task's mark together with the
+  insert of its due runs, in one transaction: it is what makes each run of a periodic task
+  enqueued once by any number of workers, with no leader (see ``_periodic``).
 
 Changes from the first sketch (/work/notes/store-protocol.md): the fencing token is a claim
 counter (``Claimed.token``) apart from the attempt number, because ``release`` un-counts an
@@ -36,13 +39,17 @@ the validated form of one job to enqueue (``new_job`` in ``_jobs`` builds it).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from ._fields import MAX_PAYLOAD_BYTES, check_job
+
 __all__ = [
     "DEFAULT_LEASE",
+    "ENDED",
     "MAX_PAYLOAD_BYTES",
+    "PURGE_BATCH",
     "STATES",
     "Claimed",
     "JobRecord",
@@ -57,20 +64,23 @@ State = Literal["queued", "running", "succeeded", "dead", "cancelled"]
 #: Every state, in the order ``counts()`` and ``asyncworkers status`` show them.
 STATES: tuple[State, ...] = ("queued", "running", "succeeded", "dead", "cancelled")
 
+#: The states of a job that will not run again by itself: what ``purge`` may delete.
+ENDED: tuple[State, ...] = ("succeeded", "dead", "cancelled")
+
+#: Rows ``purge`` deletes per transaction.
+PURGE_BATCH = 1000
+
 #: Seconds a claim holds a job before another worker may take it over (the Manager renews it).
 DEFAULT_LEASE = 30.0
-
-#: The largest ``args`` JSON text (UTF-8 bytes) a store accepts at enqueue; a larger row found
-#: at claim time (written behind the store's back) is dead-lettered, never run.
-MAX_PAYLOAD_BYTES = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
 class NewJob:
-    """One job to enqueue, already checked: ``args_json`` is the JSON text of a dict.
+    """One job to enqueue, checked when made: ``args_json`` is the JSON text of a dict.
 
-    Build it with :func:`asyncworkers.store._jobs.new_job`, which validates every field and
-    turns ``delay`` into ``run_at``.
+    Build it with :func:`asyncworkers.store.new_job`, which encodes the arguments and turns
+    ``delay`` into ``run_at``. Made directly, its fields are checked all the same (the
+    ranges of ``store._fields``): no value that a store cannot hold reaches a driver.
     """
 
     task: str
@@ -80,6 +90,17 @@ class NewJob:
     run_at: float | None = None  # None: now (the store's clock)
     max_attempts: int = 3
     key: str | None = None  # idempotency: a second job with this key is not created
+
+    def __post_init__(self) -> None:
+        check_job(
+            self.task,
+            self.args_json,
+            self.priority,
+            self.queue,
+            self.run_at,
+            self.max_attempts,
+            self.key,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +138,7 @@ class JobRecord:
     started_at: float | None  # the latest claim
     finished_at: float | None
     lease_until: float | None = None
-    worker: str | None = None
+    worker: str | None = None  # who ran the latest attempt (None: never run, or released)
 
 
 @runtime_checkable
@@ -237,7 +258,31 @@ class Store(Protocol):
         """Cancel a ``queued`` job; False when it is not waiting (a running job finishes)."""
         ...
 
-    async def purge(self, older_than: float) -> int:
-        """Delete ended jobs (succeeded, dead, cancelled) finished before *older_than*
-        (unix seconds); returns how many."""
+    async def jobs(
+        self,
+        *,
+        state: State | None = None,
+        queue: str | None = None,
+        task: str | None = None,
+        limit: int = 100,
+    ) -> list[JobRecord]:
+        """Jobs that match every filter given, newest (highest id) first, at most *limit*."""
+        ...
+
+    async def purge(self, older_than: float, states: Collection[State] | None = None) -> int:
+        """Delete ended jobs (succeeded, dead, cancelled; or those of *states*) finished
+        before *older_than* (unix seconds), a batch of rows per transaction so that no
+        lock is held long; returns how many."""
+        ...
+
+    async def schedule_mark(self, name: str) -> float | None:
+        """The latest instant the periodic task *name* was enqueued for (None: never)."""
+        ...
+
+    async def advance_schedule(
+        self, name: str, seen: float | None, latest: float, jobs: Sequence[NewJob]
+    ) -> bool:
+        """In one transaction: move the mark of *name* from *seen* (None: no mark yet) to
+        *latest* and add *jobs*; only if the mark is still *seen* (compare and set), so
+        that of workers racing for one instant exactly one adds its jobs. True if it did."""
         ...

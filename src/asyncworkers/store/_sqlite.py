@@ -11,6 +11,12 @@ Why it holds up with several processes on one file:
   the caller get a :class:`StoreError`, naming the file.
 - ``synchronous=NORMAL``: in WAL mode a commit survives the crash of the process (the jobs
   this store promises to keep); only a power loss may drop the last commits.
+- Opening writes nothing when the schema is current, and ``read_only=True`` opens the file
+  read-only, so that reading (``asyncworkers status``) works on a full disk and on a file
+  nobody may write. A write that fails for want of room raises :class:`StoreFull`.
+- The file deleted (or replaced) under an open store: every call raises a non-transient
+  :class:`StoreUnavailable` rather than go on with a file nobody else sees; a Manager stops
+  on it.
 
 The blocking calls run through ``anyio.to_thread.run_sync`` one at a time per store (a
 connection is used by one thread at a time); they are never abandoned on cancellation, so a
@@ -24,16 +30,28 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+import urllib.parse
+from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
 import anyio
 
-from ._errors import StoreError, StoreUnavailable
-from ._jobs import EnqueueFields, decode_json, wait_result
-from ._protocol import STATES, Claimed, JobRecord, NewJob, State
+from ._errors import StoreError, StoreFull, StoreUnavailable
+from ._fields import (
+    check_claim,
+    check_id,
+    check_json_text,
+    check_lease,
+    check_limit,
+    check_queue_filter,
+    check_timeout,
+    clean_error,
+    retry_time,
+)
+from ._jobs import EnqueueFields, decode_json, job_filters, purge_states, wait_result
+from ._protocol import PURGE_BATCH, STATES, Claimed, JobRecord, NewJob, State
 from ._sqlite_schema import MIGRATIONS
 
 __all__ = ["SQLiteStore"]
@@ -43,6 +61,10 @@ T = TypeVar("T")
 # How often wait_for_work looks for commits by other connections (PRAGMA data_version): a
 # thread hop of ~0.1 ms each, so an idle worker spends ~0.5 % of a core on it.
 _WATCH_INTERVAL = 0.02
+
+# Free bytes under which a disk I/O error is taken for a full disk: a WAL frame is a page
+# (4 KiB), the shared-memory index grows by 32 KiB.
+_FULL_BELOW = 64 * 1024
 
 # JobRecord's fields, in its order.
 _COLUMNS = (
@@ -83,45 +105,103 @@ class _Pending:
 class _Database:
     """One sqlite3 connection, used by one thread at a time, with busy waits and retries."""
 
-    def __init__(self, path: str, busy_timeout: float, locked_give_up: float) -> None:
+    def __init__(
+        self, path: str, busy_timeout: float, locked_give_up: float, *, read_only: bool = False
+    ) -> None:
         self.path = path
+        self.read_only = read_only
         self._busy_timeout = busy_timeout
         self._give_up = locked_give_up
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
+        self._identity: tuple[int, int] | None = None  # (device, inode) of the file opened
 
     def connect(self) -> None:
         with self._lock:
             if self._conn is None:
-                self._conn = self._retry_busy(self._open)
+                opener = self._open_read_only if self.read_only else self._open
+                self._conn = self._retry_busy(opener)
+                self._identity = self._file_identity()
 
     def _open(self) -> sqlite3.Connection:
+        conn = self._connect(self.path, uri=False)
         try:
-            conn = sqlite3.connect(
-                self.path,
-                timeout=self._busy_timeout,
-                isolation_level=None,  # autocommit: transactions are explicit
-                check_same_thread=False,  # the lock above keeps it to one thread at a time
-            )
-        except sqlite3.OperationalError as exc:
-            raise self._unavailable(exc) from None
-        try:
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            if mode != "wal":  # asked only when needed: the switch is a write
+                mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             conn.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.DatabaseError as exc:
             conn.close()
             if _busy(exc):
                 raise
-            raise self._unavailable(exc) from None
+            raise self._open_error(exc) from None
         if mode != "wal":
             conn.close()
             raise StoreUnavailable(f"SQLite database {self.path}: cannot use WAL (got {mode!r})")
         return conn
 
-    def _unavailable(self, exc: sqlite3.Error) -> StoreUnavailable:
+    def _open_read_only(self) -> sqlite3.Connection:
+        """Open without writing. A WAL database needs its shared-memory index (the ``-shm``
+        file), which a full disk or a read-only folder may not let SQLite create; then, if
+        no write-ahead log holds commits the file lacks (nobody has it open), the file is
+        read as it stands (``immutable``)."""
+        if not os.path.isfile(self.path):
+            raise self._unavailable("no such file")
+        target = "file:" + urllib.parse.quote(os.path.abspath(self.path))
+        conn = self._connect(target + "?mode=ro", uri=True)
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            if _busy(exc):
+                raise
+            wal = self.path + "-wal"
+            if os.path.exists(wal) and os.path.getsize(wal) > 0:
+                raise self._open_error(exc) from None
+            conn = self._connect(target + "?mode=ro&immutable=1", uri=True)
+        return conn
+
+    def _connect(self, target: str, *, uri: bool) -> sqlite3.Connection:
+        try:
+            return sqlite3.connect(
+                target,
+                uri=uri,
+                timeout=self._busy_timeout,
+                isolation_level=None,  # autocommit: transactions are explicit
+                check_same_thread=False,  # the lock above keeps it to one thread at a time
+            )
+        except sqlite3.OperationalError as exc:
+            raise self._open_error(exc) from None
+
+    def _open_error(self, exc: sqlite3.Error) -> StoreError:
+        error = sqlite_error(self.path, exc)
+        return error if isinstance(error, StoreFull) else self._unavailable(str(exc))
+
+    def _unavailable(self, why: str) -> StoreUnavailable:
         where = Path(self.path)
         hint = "" if where.parent.is_dir() else f" (the folder {where.parent} does not exist)"
-        return StoreUnavailable(f"cannot open SQLite database {self.path}: {exc}{hint}")
+        with contextlib.suppress(OSError):
+            if os.statvfs(where.parent).f_flag & os.ST_RDONLY:
+                hint = " (the file system holding it is mounted read-only)"
+        return StoreUnavailable(f"cannot open SQLite database {self.path}: {why}{hint}")
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino
+
+    def _check_same_file(self) -> None:
+        """Raise when the file we opened is no longer at our path (deleted, or replaced):
+        our writes would go to a file nobody else sees."""
+        if self._identity is None or self._file_identity() == self._identity:
+            return
+        raise StoreUnavailable(
+            f"SQLite database {self.path} was deleted or replaced while open; "
+            "refusing to go on with a file nobody else sees",
+            transient=False,
+        )
 
     def close(self) -> None:
         with self._lock:
@@ -154,7 +234,7 @@ class _Database:
                 if _busy(exc):
                     raise  # the whole batch goes again
                 conn.execute("ROLLBACK TO one")
-                out.append((False, StoreError(f"SQLite database {self.path}: {exc}")))
+                out.append((False, sqlite_error(self.path, exc)))
             except Exception as exc:
                 conn.execute("ROLLBACK TO one")
                 out.append((False, exc))
@@ -172,6 +252,7 @@ class _Database:
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
             raise StoreError(f"SQLite store {self.path} is not open: use `await store.open()`")
+        self._check_same_file()
         return self._conn
 
     def _retry_busy(self, step: Callable[[], T]) -> T:
@@ -182,7 +263,7 @@ class _Database:
                 return step()
             except sqlite3.OperationalError as exc:
                 if not _busy(exc):
-                    raise StoreError(f"SQLite database {self.path}: {exc}") from exc
+                    raise sqlite_error(self.path, exc) from exc
                 if time.monotonic() >= deadline:
                     raise StoreError(
                         f"SQLite database {self.path} stayed locked for {self._give_up:g} s "
@@ -195,6 +276,28 @@ class _Database:
 def _busy(exc: sqlite3.Error) -> bool:
     text = str(exc)
     return "locked" in text or "busy" in text
+
+
+def sqlite_error(path: str, exc: sqlite3.Error) -> StoreError:
+    """The store's error for a failed SQLite call: :class:`StoreFull` when the disk is full,
+    a non-transient :class:`StoreUnavailable` when the file cannot be written at all."""
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF  # the primary result code
+    if code == sqlite3.SQLITE_FULL or (code == sqlite3.SQLITE_IOERR and _no_room(path)):
+        return StoreFull(
+            f"SQLite database {path}: the disk is full ({exc}); reading still works "
+            "(`asyncworkers status`)"
+        )
+    if code == sqlite3.SQLITE_READONLY:
+        return StoreUnavailable(f"SQLite database {path} cannot be written: {exc}")
+    return StoreError(f"SQLite database {path}: {exc}")
+
+
+def _no_room(path: str) -> bool:
+    try:
+        st = os.statvfs(os.path.dirname(os.path.abspath(path)))
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < _FULL_BELOW
 
 
 def _transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -217,6 +320,9 @@ class SQLiteStore(EnqueueFields):
     :param busy_timeout: seconds SQLite itself waits for another writer before retrying
     :param locked_give_up: seconds of a database locked by another process before a call
         raises :class:`StoreError` instead of waiting on
+    :param read_only: open the file read-only (it must exist, its schema current); every
+        write raises :class:`StoreError`. Reads then work on a full disk and on a file or
+        folder nobody may write
     """
 
     def __init__(
@@ -225,6 +331,7 @@ class SQLiteStore(EnqueueFields):
         *,
         busy_timeout: float = 5.0,
         locked_give_up: float = 300.0,
+        read_only: bool = False,
     ) -> None:
         if not isinstance(path, str | os.PathLike):
             raise TypeError(f"path must be a str or a path, got {path!r}")
@@ -237,10 +344,13 @@ class SQLiteStore(EnqueueFields):
         for name, value in (("busy_timeout", busy_timeout), ("locked_give_up", locked_give_up)):
             if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
                 raise ValueError(f"{name} must be a number of seconds > 0, got {value!r}")
+        if not isinstance(read_only, bool):
+            raise TypeError(f"read_only must be a bool, got {read_only!r}")
         self.path = text
+        self.read_only = read_only
         self._busy_timeout = float(busy_timeout)
         self._give_up = float(locked_give_up)
-        self._db = _Database(text, self._busy_timeout, self._give_up)
+        self._db = _Database(text, self._busy_timeout, self._give_up, read_only=read_only)
         self._limiter: anyio.CapacityLimiter | None = None
         self._queue: list[_Pending] = []  # writes waiting for the next batch
         self._flushing: anyio.Event | None = None  # set when the batch under way is done
@@ -248,7 +358,7 @@ class SQLiteStore(EnqueueFields):
         self._local_enqueues = 0  # wakes wait_for_work in this process at once
 
     def __repr__(self) -> str:
-        return f"SQLiteStore({self.path!r})"
+        return f"SQLiteStore({self.path!r}{', read_only=True' if self.read_only else ''})"
 
     async def __aenter__(self) -> SQLiteStore:
         await self.open()
@@ -276,6 +386,8 @@ class SQLiteStore(EnqueueFields):
         The first writer to find no batch under way runs one with everything queued; the
         others wait for it, and go again if theirs was queued too late to be in it.
         """
+        if self.read_only:
+            raise StoreError(f"{self!r} was opened read-only: it cannot write")
         item = _Pending(fn)
         self._queue.append(item)
         try:
@@ -316,11 +428,20 @@ class SQLiteStore(EnqueueFields):
     # -- lifecycle -----------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Open the file (creating it), switch to WAL and bring the schema up to date."""
+        """Open the file (creating it), switch to WAL and bring the schema up to date.
+        Nothing is written when it is already so; ``read_only``: nothing ever is."""
         if self._opened:
             return
         await self._call(self._db.connect)
-        await self._write(_migrate)
+        try:
+            version = await self._read(_schema_version)
+            if self.read_only:
+                _check_readable(self.path, version)
+            elif version != len(MIGRATIONS):
+                await self._write(_migrate)
+        except BaseException:
+            await self._call(self._db.close)
+            raise
         self._opened = True
 
     async def close(self) -> None:
@@ -352,12 +473,12 @@ class SQLiteStore(EnqueueFields):
         self, queues: Sequence[str] | None, limit: int, lease: float, worker: str
     ) -> list[Claimed]:
         """Claim up to *limit* due jobs, higher priority first, then FIFO."""
-        if limit < 1:
-            return []
+        queues = check_claim(queues, limit, lease, worker)
         return await self._write(lambda conn: _claim(conn, queues, limit, lease, worker))
 
     async def complete(self, id: int, token: int, result_json: str) -> bool:
         """Mark a claimed job succeeded; False when the claim was fenced out."""
+        check_json_text("result_json", result_json)
 
         def write(conn: sqlite3.Connection) -> bool:
             cursor = conn.execute(
@@ -373,6 +494,8 @@ class SQLiteStore(EnqueueFields):
     async def fail(self, id: int, token: int, error: str, retry_at: float | None) -> bool:
         """Record a failed attempt: queued again at *retry_at*, or dead (None, or no
         attempts left); False when the claim was fenced out."""
+        error = clean_error(error)
+        retry_at = retry_time(retry_at)
 
         def write(conn: sqlite3.Connection) -> bool:
             now = time.time()
@@ -384,7 +507,8 @@ class SQLiteStore(EnqueueFields):
                 "    THEN :now ELSE NULL END, "
                 "run_at = coalesce(:retry_at, run_at), "
                 "scheduled = coalesce(:retry_at > :now, 0), "
-                "error = :error, lease_until = NULL, worker = NULL "
+                # the worker stays: `asyncworkers show` names who ran the failed attempt
+                "error = :error, lease_until = NULL "
                 "WHERE id = :id AND claims = :token AND state = 'running'",
                 {"retry_at": retry_at, "now": now, "error": error, "id": id, "token": token},
             )
@@ -408,6 +532,7 @@ class SQLiteStore(EnqueueFields):
 
     async def heartbeat(self, held: Sequence[tuple[int, int]], lease: float) -> set[int]:
         """Renew the leases of *held* ``(id, token)``; the ids whose claim is lost."""
+        check_lease(lease)
         pairs = list(held)
         if not pairs:
             return set()
@@ -451,6 +576,7 @@ class SQLiteStore(EnqueueFields):
 
     async def get(self, id: int) -> JobRecord | None:
         """The job with this id, or None."""
+        check_id(id)
         rows = await self._read(
             lambda conn: conn.execute(
                 f"SELECT {_COLUMNS} FROM aw_jobs WHERE id = ?", (id,)
@@ -460,10 +586,11 @@ class SQLiteStore(EnqueueFields):
 
     async def result(self, id: int, timeout: float | None = None) -> Any:
         """Wait for the job to end and return its result (see :meth:`Store.result`)."""
-        return await wait_result(self, id, timeout)
+        return await wait_result(self, check_id(id), check_timeout("timeout", timeout))
 
     async def counts(self, queue: str | None = None) -> dict[State, int]:
         """``{state: count}`` for every state."""
+        check_queue_filter(queue)
         where, params = ("WHERE queue = ?", (queue,)) if queue is not None else ("", ())
         rows = await self._read(
             lambda conn: conn.execute(
@@ -499,6 +626,7 @@ class SQLiteStore(EnqueueFields):
 
     async def dead(self, limit: int = 100) -> list[JobRecord]:
         """The dead letters, most recent first."""
+        check_limit(limit)
         rows = await self._read(
             lambda conn: conn.execute(
                 f"SELECT {_COLUMNS} FROM aw_jobs WHERE state = 'dead' "
@@ -510,6 +638,7 @@ class SQLiteStore(EnqueueFields):
 
     async def retry(self, id: int) -> bool:
         """A dead or cancelled job waits again with a fresh set of attempts."""
+        check_id(id)
 
         def write(conn: sqlite3.Connection) -> bool:
             cursor = conn.execute(
@@ -526,6 +655,7 @@ class SQLiteStore(EnqueueFields):
 
     async def cancel(self, id: int) -> bool:
         """Cancel a queued job; False when it is not waiting."""
+        check_id(id)
 
         def write(conn: sqlite3.Connection) -> bool:
             cursor = conn.execute(
@@ -537,18 +667,83 @@ class SQLiteStore(EnqueueFields):
 
         return await self._write(write)
 
-    async def purge(self, older_than: float) -> int:
-        """Delete ended jobs that finished before *older_than* (unix seconds)."""
+    async def jobs(
+        self,
+        *,
+        state: State | None = None,
+        queue: str | None = None,
+        task: str | None = None,
+        limit: int = 100,
+    ) -> list[JobRecord]:
+        """Jobs that match every filter given, newest first, at most *limit*."""
+        where, params = job_filters(state=state, queue=queue, task=task, limit=limit)
+        clause = " AND ".join(f"{column} = ?" for column in where)
+        rows = await self._read(
+            lambda conn: conn.execute(
+                f"SELECT {_COLUMNS} FROM aw_jobs {'WHERE ' + clause if clause else ''} "
+                "ORDER BY id DESC LIMIT ?",
+                (*params, limit),
+            ).fetchall()
+        )
+        return [_record(row) for row in rows]
+
+    async def purge(self, older_than: float, states: Collection[State] | None = None) -> int:
+        """Delete ended jobs (or those of *states*) that finished before *older_than* (unix
+        seconds), PURGE_BATCH rows per transaction; how many."""
+        chosen = purge_states(older_than, states)
+        # the first term repeats the ended-rows index's condition, so that SQLite uses it
+        statement = (
+            "DELETE FROM aw_jobs WHERE id IN (SELECT id FROM aw_jobs "
+            "WHERE state IN ('succeeded', 'dead', 'cancelled') "
+            f"AND state IN ({', '.join('?' * len(chosen))}) AND finished_at < ? LIMIT ?)"
+        )
 
         def write(conn: sqlite3.Connection) -> int:
-            cursor = conn.execute(
-                "DELETE FROM aw_jobs WHERE state IN ('succeeded', 'dead', 'cancelled') "
-                "AND finished_at < ?",
-                (older_than,),
-            )
-            return cursor.rowcount
+            return conn.execute(statement, (*chosen, older_than, PURGE_BATCH)).rowcount
 
-        return await self._write(write)
+        total = 0
+        while (deleted := await self._write(write)) > 0:
+            total += deleted
+            if deleted < PURGE_BATCH:
+                break
+        return total
+
+    async def schedule_mark(self, name: str) -> float | None:
+        """The latest instant periodic task *name* was enqueued for, or None."""
+        rows = await self._read(
+            lambda conn: conn.execute(
+                "SELECT last_at FROM aw_schedules WHERE name = ?", (name,)
+            ).fetchall()
+        )
+        return float(rows[0][0]) if rows else None
+
+    async def advance_schedule(
+        self, name: str, seen: float | None, latest: float, jobs: Sequence[NewJob]
+    ) -> bool:
+        """Move the mark of *name* from *seen* to *latest* and add *jobs*, in one
+        transaction, if the mark is still *seen*; True if this call did."""
+        batch = list(jobs)
+
+        def write(conn: sqlite3.Connection) -> bool:
+            if seen is None:
+                cursor = conn.execute(
+                    "INSERT INTO aw_schedules (name, last_at) VALUES (?, ?) "
+                    "ON CONFLICT (name) DO NOTHING",
+                    (name, latest),
+                )
+            else:
+                cursor = conn.execute(
+                    "UPDATE aw_schedules SET last_at = ? WHERE name = ? AND last_at = ?",
+                    (latest, name, seen),
+                )
+            if cursor.rowcount != 1:
+                return False  # another worker moved it first: its jobs are in
+            _insert(conn, batch, time.time())
+            return True
+
+        advanced = await self._write(write)
+        self._local_enqueues += advanced and bool(batch)
+        return advanced
 
 
 class _SyncHeartbeat:
@@ -569,6 +764,27 @@ class _SyncHeartbeat:
 
 
 # -- the statements, run in a thread -------------------------------------------------------
+
+
+def _schema_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def _check_readable(path: str, version: int) -> None:
+    """A read-only store cannot create nor upgrade the schema: say what to do instead."""
+    if version == len(MIGRATIONS):
+        return
+    if version == 0:
+        raise StoreUnavailable(f"SQLite database {path} holds no asyncworkers jobs")
+    if version > len(MIGRATIONS):
+        raise StoreError(
+            f"the database schema is version {version}, newer than this asyncworkers "
+            f"knows ({len(MIGRATIONS)}): upgrade asyncworkers"
+        )
+    raise StoreError(
+        f"the database schema of {path} is version {version}, older than this asyncworkers "
+        f"({len(MIGRATIONS)}): open it once for writing (start a worker) to upgrade it"
+    )
 
 
 def _migrate(conn: sqlite3.Connection) -> None:

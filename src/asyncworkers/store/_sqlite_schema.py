@@ -57,4 +57,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX IF NOT EXISTS aw_jobs_scheduled ON aw_jobs (run_at) "
         "WHERE state = 'queued' AND scheduled = 1",
     ),
+    # 3: periodic tasks
+    (
+        # periodic tasks: the latest instant each was enqueued for (advance_schedule)
+        "CREATE TABLE IF NOT EXISTS aw_schedules (name TEXT PRIMARY KEY, last_at REAL NOT NULL)",
+    ),
 )

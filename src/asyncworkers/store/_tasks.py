@@ -11,13 +11,16 @@ import functools
 import inspect
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from .._core._retry import Retry
 from .._core._units import Kind
 from ._errors import TaskExited
-from ._jobs import new_job
+from ._fields import MAX_ATTEMPTS, MAX_PRIORITY, MIN_PRIORITY, check_int, check_text
+from ._jobs import encode_args, new_job
 from ._protocol import NewJob, Store
+from ._schedule import Periodic, make_schedule, runs_after_downtime
 
 __all__ = ["DEFAULT_RETRY", "TaskRegistry", "TaskSpec"]
 
@@ -42,6 +45,7 @@ class TaskSpec:
     queue: str
     signature: inspect.Signature | None  # None: a callable without one (nothing to check)
     call: Callable[..., Any]  # what the Manager runs: fn, with SystemExit made a failure
+    periodic: Periodic | None = None  # its schedule, when workers enqueue it themselves
 
     def check_args(self, args: dict[str, Any] | None) -> None:
         """TypeError when *args* cannot be the keyword arguments of the function."""
@@ -79,6 +83,9 @@ class TaskRegistry:
         kind: Kind | None = None,
         priority: int = 0,
         queue: str = "default",
+        schedule: str | float | timedelta | None = None,
+        schedule_args: dict[str, Any] | None = None,
+        catch_up: bool | int = False,
     ) -> Callable[[F], F]:
         """Register the decorated function as task *name* (default: its qualified name).
 
@@ -88,8 +95,22 @@ class TaskRegistry:
         :param kind: ``"async"``, ``"thread"`` or ``"process"`` (None: from the function)
         :param priority: the default priority of new jobs (higher runs first)
         :param queue: the default queue of new jobs
+        :param schedule: make it periodic (see :meth:`periodic`): a cron expression (UTC),
+            or an interval in seconds or as a ``timedelta``
+        :param schedule_args: the arguments of each periodic run (default: none)
+        :param catch_up: after a downtime, enqueue the missed runs too (True: up to
+            1,000; an int: up to that many), not only the latest
         """
         _check_options(name, retry, timeout, kind, priority, queue)
+        periodic = None
+        if schedule is not None:
+            periodic = Periodic(
+                make_schedule(schedule),
+                dict(schedule_args or {}),
+                runs_after_downtime(catch_up),
+            )
+        elif schedule_args is not None or catch_up is not False:
+            raise ValueError("schedule_args and catch_up need a schedule")
 
         def register(fn: F) -> F:
             if not callable(fn):
@@ -97,7 +118,7 @@ class TaskRegistry:
             task_name = name if name is not None else _default_name(fn)
             if task_name in self._specs and self._specs[task_name].fn is not fn:
                 raise ValueError(f"task {task_name!r} is already registered")
-            self._specs[task_name] = TaskSpec(
+            spec = TaskSpec(
                 name=task_name,
                 fn=fn,
                 retry=retry if retry is not None else DEFAULT_RETRY,
@@ -107,10 +128,57 @@ class TaskRegistry:
                 queue=queue,
                 signature=_signature(fn),
                 call=_guarded(fn, kind, task_name),
+                periodic=periodic,
             )
+            if periodic is not None:  # each run's arguments: checked now, not at each run
+                encode_args(periodic.args, task=task_name)
+                spec.check_args(periodic.args)
+            self._specs[task_name] = spec
             return fn
 
         return register
+
+    def periodic(
+        self,
+        schedule: str | float | timedelta,
+        name: str | None = None,
+        *,
+        args: dict[str, Any] | None = None,
+        catch_up: bool | int = False,
+        retry: Retry | None = None,
+        timeout: float | None = None,
+        kind: Kind | None = None,
+        priority: int = 0,
+        queue: str = "default",
+    ) -> Callable[[F], F]:
+        """Register the decorated function as a task that workers enqueue on a schedule.
+
+        ::
+
+            @tasks.periodic("*/5 * * * *")            # cron, UTC: every 5 minutes
+            async def report() -> None: ...
+
+            @tasks.periodic(30, args={"depth": 2})   # every 30 s (at multiples of 30 s)
+            async def sweep(depth: int) -> None: ...
+
+        Every Manager whose registry has it enqueues each due run, and each run is enqueued
+        once however many workers and hosts there are: the first worker to see the instant
+        records it in the store in the same transaction as the job, and the job's
+        idempotency key (``periodic:NAME:INSTANT``) names the instant. The first worker to
+        start with a new schedule records its latest instant without running it; after a
+        time with no worker up, only the latest missed run is enqueued, unless *catch_up*
+        (True: the missed runs too, up to 1,000; an int: up to that many runs).
+        The other options are :meth:`task`'s.
+        """
+        return self.task(
+            name, retry=retry, timeout=timeout, kind=kind, priority=priority, queue=queue,
+            schedule=schedule, schedule_args=args if args is not None else {},
+            catch_up=catch_up,
+        )  # fmt: skip
+
+    def periodic_tasks(self) -> list[TaskSpec]:
+        """The tasks with a schedule, by name."""
+        return [spec for _, spec in sorted(self._specs.items()) if spec.periodic is not None]
 
     def get(self, name: str) -> TaskSpec | None:
         """The task registered as *name*, or None."""
@@ -251,10 +319,12 @@ def _check_options(
     priority: int,
     queue: str,
 ) -> None:
-    if name is not None and (not isinstance(name, str) or not name):
-        raise TypeError(f"task name must be a non-empty str, got {name!r}")
+    if name is not None:
+        check_text("task name", name)
     if retry is not None and not isinstance(retry, Retry):
         raise TypeError(f"retry must be an aw.Retry, got {retry!r}")
+    if retry is not None:  # its attempts become each job's max_attempts
+        check_int("retry.attempts", retry.attempts, 1, MAX_ATTEMPTS)
     if timeout is not None:
         if isinstance(timeout, bool) or not isinstance(timeout, int | float):
             raise TypeError(f"timeout must be a number of seconds, got {timeout!r}")
@@ -262,7 +332,6 @@ def _check_options(
             raise ValueError(f"timeout must be > 0, got {timeout!r}")
     if kind is not None and kind not in _KINDS:
         raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
-    if isinstance(priority, bool) or not isinstance(priority, int):
-        raise TypeError(f"priority must be an int, got {priority!r}")
-    if not isinstance(queue, str) or not queue:
-        raise TypeError(f"queue must be a non-empty str, got {queue!r}")
+    # the job defaults: refused here, not at each enqueue (the ranges of store._fields)
+    check_int("priority", priority, MIN_PRIORITY, MAX_PRIORITY)
+    check_text("queue", queue)

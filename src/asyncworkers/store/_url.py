@@ -17,9 +17,12 @@ _SQLITE = "sqlite:///"
 _POSTGRES = ("postgresql://", "postgres://")
 
 
-def open_store(url: str = DEFAULT_URL) -> Store:
+def open_store(url: str = DEFAULT_URL, *, read_only: bool = False) -> Store:
     """The store a URL names, not yet opened: use it as ``async with open_store(url) as s:``
     (or ``await s.open()``; a Manager opens it too).
+
+    *read_only* opens a SQLite file read-only (see :class:`SQLiteStore`), for tools that
+    only look; a PostgreSQL store needs no such mode (a full disk is its server's).
 
     - ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``: :class:`SQLiteStore`
     - ``postgresql://user@host:port/db`` (or ``postgres://``): ``PostgresStore``, imported
@@ -33,7 +36,7 @@ def open_store(url: str = DEFAULT_URL) -> Store:
         path = url[len(_SQLITE) :]
         if not path:
             raise ValueError(f"store URL {url!r} names no file: use sqlite:///path/to/file.db")
-        return SQLiteStore(path)
+        return SQLiteStore(path, read_only=read_only)
     if url.startswith(_POSTGRES):
         return postgres_class()(url)  # type: ignore[no-any-return]
     scheme = url.split(":", 1)[0] if ":" in url else url
