@@ -39,7 +39,6 @@ from _helpers import (
     wait_in_thread,
 )
 from asyncworkers._core import _runtime as runtime_module
-from asyncworkers._core._options import Options
 from asyncworkers._core._queue import JobQueue
 
 
