@@ -128,6 +128,10 @@ def add_command(commands: Commands) -> None:
             "flight. Open model (-r or --stages): requests leave at their intended times, "
             "and latency counts from those times (the uncorrected figure is shown beside)."
         ),
+        epilog=(
+            "asyncworkers load merge A.json B.json ... [--json OUT]: merge the --json reports "
+            "of runs on several hosts (the HDR histograms add exactly)."
+        ),
     )
     # argparse gives no per-subparser class; ours prints one line instead of the usage.
     load.__class__ = _OneLineParser
