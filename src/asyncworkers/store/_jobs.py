@@ -14,6 +14,7 @@ from typing import Any
 import anyio
 
 from .._core._exceptions import JobCancelled
+from . import _deadlock
 from ._errors import JobDead
 from ._protocol import ENDED, MAX_PAYLOAD_BYTES, STATES, JobRecord, NewJob, State, Store
 
@@ -157,7 +158,8 @@ async def wait_result(store: Store, id: int, timeout: float | None) -> Any:
     Polls at 5 ms growing to 0.5 s, so a long wait costs few queries.
     """
     pause = 0.005
-    with anyio.fail_after(timeout) if timeout is not None else _no_limit():
+    limit = anyio.fail_after(timeout) if timeout is not None else _no_limit()
+    with limit, _deadlock.waiting(store) as check:
         while True:
             record = await store.get(id)
             if record is None:
@@ -165,6 +167,7 @@ async def wait_result(store: Store, id: int, timeout: float | None) -> Any:
             outcome = _ended(record)
             if outcome is not _NOT_YET:
                 return outcome
+            check(record)  # inside a job of a Manager: raises if it can never end
             await anyio.sleep(pause)
             pause = min(pause * 2, 0.5)
 
