@@ -1,6 +1,7 @@
-"""The HTTP server the load generator tests aim at: an aiohttp app on 127.0.0.1.
+"""The HTTP server the load generator tests aim at: an aiohttp app on 127.0.0.1 (or the
+address given: a host of tests/_hosts.py).
 
-Run as ``python tests/_loadgen_server.py``; it binds an ephemeral port and prints
+Run as ``python tests/_loadgen_server.py [ADDRESS]``; it binds an ephemeral port and prints
 ``listening on PORT`` once it accepts connections, then serves until its stdin closes or it
 is terminated (the fixture in tests/test_loadgen_*.py reads that line: no sleeping).
 
@@ -107,7 +108,8 @@ def make_app() -> web.Application:
 async def serve() -> None:
     runner = web.AppRunner(make_app(), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
+    address = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1"
+    site = web.TCPSite(runner, address, 0, backlog=1024)
     await site.start()
     server = site._server
     assert isinstance(server, asyncio.base_events.Server)

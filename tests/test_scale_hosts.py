@@ -26,7 +26,7 @@ import anyio
 import asyncpg
 import pytest
 
-from _hosts import Network
+from _hosts import DelayProxy, Network
 from _pg_cluster import PrivateCluster, private_cluster
 from _store_support import Worker, inversions_at_most, wait_until
 from asyncworkers.store._jobs import new_job
@@ -258,3 +258,35 @@ def test_a_host_cut_off_mid_run_loses_its_jobs_to_the_others_then_resumes(
         else:
             assert len(finished) == 1  # nothing else ran twice
     assert rerun > 0
+
+
+def test_200ms_more_round_trip_to_the_database_loses_no_lease(
+    hosts: Network, pg: PrivateCluster, tmp_path: Path
+) -> None:
+    # A lease must outlast a third of itself (the beat interval) plus the first beat, which
+    # opens the heartbeat's connection: ~5 round trips, 1 s here. 2 s leases were lost.
+    lease, long_naps, short_naps = 4.0, 30, 300
+    with database(pg, "latency") as db:
+        # jobs longer than the lease (kept only by heartbeats, each now >= 200 ms) among
+        # short ones, all through a proxy that holds every chunk 100 ms each way
+        db.enqueue(
+            [new_job("nap", {"key": f"long{i}", "seconds": 1.5 * lease}) for i in range(long_naps)]
+            + [new_job("nap", {"key": f"short{i}", "seconds": 0.0}) for i in range(short_naps)]
+        )
+        with DelayProxy(pg.host, (pg.host, pg.port), one_way=0.1) as proxy:
+            slow = Db(pg, db.schema, pg.host, proxy.port)
+            opts = ["--concurrency", "10", "--lease", str(lease), "--poll-interval", "0.2"]
+            with crew(hosts, slow, tmp_path, *opts) as workers:
+                wait_until("every job", lambda: db.succeeded() == long_naps + short_naps)
+                workers.stop()
+                logs = "".join(workers.logs(f"h{i}") for i in range(len(hosts)))
+        rows = db.fetch(
+            "SELECT args::json->>'key' AS key, state, attempts, claims,"
+            " extract(epoch FROM finished_at - started_at)::float8 AS took FROM {s}.jobs"
+        )
+    runs = runs_by_job(tmp_path)
+    assert {(r["state"], r["attempts"], r["claims"]) for r in rows} == {("succeeded", 1, 1)}
+    assert all(len(runs[r["key"]]) == 2 for r in rows)  # one start, one end: one run each
+    assert all(r["took"] > lease for r in rows if r["key"].startswith("long"))
+    assert "lost its lease" not in logs
+    assert "write refused" not in logs

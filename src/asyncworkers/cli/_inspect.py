@@ -18,8 +18,8 @@ from rich.table import Table
 
 import asyncworkers as aw
 
-from ._args import Commands, positive_int
-from ._store_args import add_store_option, run_with_store
+from ._args import Commands
+from ._store_args import add_store_option, count, job_id, run_with_store, store_text
 
 __all__ = ["add_commands"]
 
@@ -37,7 +37,7 @@ def add_commands(commands: Commands) -> None:
         description="Show one job of a durable store in full (exit status 1: no such job).",
     )
     add_store_option(show)
-    show.add_argument("id", metavar="ID", type=positive_int, help="the job's id")
+    show.add_argument("id", metavar="ID", type=job_id, help="the job's id")
     show.add_argument("--json", action="store_true", help="print one JSON object")
     show.set_defaults(handler=_cmd_show)
 
@@ -48,10 +48,10 @@ def add_commands(commands: Commands) -> None:
     )
     add_store_option(jobs)
     jobs.add_argument("--state", choices=aw.store.STATES, default=None, help="only this state")
-    jobs.add_argument("--queue", default=None, help="only this queue")
-    jobs.add_argument("--task", default=None, help="only this task")
+    jobs.add_argument("--queue", type=store_text, default=None, help="only this queue")
+    jobs.add_argument("--task", type=store_text, default=None, help="only this task")
     jobs.add_argument(
-        "--limit", type=positive_int, default=50, metavar="N", help="at most N jobs (default: 50)"
+        "--limit", type=count, default=50, metavar="N", help="at most N jobs (default: 50)"
     )
     jobs.add_argument("--json", action="store_true", help="print a JSON list")
     jobs.set_defaults(handler=_cmd_jobs)
@@ -73,7 +73,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
         record = await store.get(args.id)
         return [] if record is None else [record]
 
-    found = run_with_store("show", args.store, body)
+    found = run_with_store("show", args.store, body, read_only=True)
     if isinstance(found, int):
         return found
     if not found:
@@ -118,7 +118,7 @@ def _cmd_jobs(args: argparse.Namespace) -> int:
         return await store.jobs(state=args.state, queue=args.queue, task=args.task,
                                 limit=args.limit)  # fmt: skip
 
-    records = run_with_store("jobs", args.store, body)
+    records = run_with_store("jobs", args.store, body, read_only=True)
     if isinstance(records, int):
         return records
     if args.json:

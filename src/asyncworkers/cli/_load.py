@@ -32,7 +32,7 @@ from asyncworkers.loadgen._config import (
 )
 from asyncworkers.loadgen._plot import can_plot, plot
 
-from ._args import Commands, positive_int
+from ._args import CommandParser, Commands, positive_int
 
 __all__ = ["add_command"]
 
@@ -40,7 +40,7 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a command stopped by Ctrl-C
 
 
-class _OneLineParser(argparse.ArgumentParser):
+class _OneLineParser(CommandParser):
     """A parser whose errors are one line (``asyncworkers load: error: ...``), no usage."""
 
     def error(self, message: str) -> NoReturn:
@@ -127,6 +127,10 @@ def add_command(commands: Commands) -> None:
             "and latency percentiles (HDR histograms). Closed model: -c requests always in "
             "flight. Open model (-r or --stages): requests leave at their intended times, "
             "and latency counts from those times (the uncorrected figure is shown beside)."
+        ),
+        epilog=(
+            "asyncworkers load merge A.json B.json ... [--json OUT]: merge the --json reports "
+            "of runs on several hosts (the HDR histograms add exactly)."
         ),
     )
     # argparse gives no per-subparser class; ours prints one line instead of the usage.

@@ -135,6 +135,8 @@ class LoadReport:
                 None if self.knee is None else {"rate": self.knee.rate, "p99_ms": self.knee.p99_ms}
             )
             data["knee_steps"] = self.steps
+        # what `asyncworkers load merge` adds up: the HDR histograms and per-second counts
+        data["recorder"] = rec.dump()
         return data
 
     def render(self, console: Console) -> None:

@@ -46,6 +46,7 @@ import asyncworkers as aw
 
 from . import _deadlock
 from ._errors import JobWouldDeadlock, StoreUnavailable
+from ._fields import check_text
 from ._heartbeat import LeaseKeeper
 from ._jobs import encode_result
 from ._protocol import DEFAULT_LEASE, MAX_PAYLOAD_BYTES, Claimed, JobRecord, Store
@@ -194,7 +195,8 @@ class Manager:
         self._grace = float(shutdown_grace)
         self._given_runtime = runtime
         self._handle_signals = handle_signals
-        self.worker = worker or f"{socket.gethostname()}:{os.getpid()}"
+        # checked here: a name the store refuses would fail every claim, for ever
+        self.worker = check_text("worker", worker or f"{socket.gethostname()}:{os.getpid()}")
         from ..ops import Options, parse_address  # light: no aiohttp, no prometheus_client
 
         self._http = None if http is None else parse_address(http)
@@ -822,15 +824,16 @@ def _groups(concurrency: int | Mapping[str, int], queues: Sequence[str] | None) 
             raise ValueError("concurrency={} names no queue")
         groups = []
         for queue, n in concurrency.items():
-            if not isinstance(queue, str) or not queue:
-                raise TypeError(f"concurrency keys must be queue names, got {queue!r}")
+            check_text("concurrency key", queue)
             _check_count(f"concurrency[{queue!r}]", n)
             groups.append(_Group(queue, [queue], n))
         return groups
     _check_count("concurrency", concurrency)
     if queues is not None:
-        if isinstance(queues, str) or not all(isinstance(q, str) and q for q in queues):
+        if isinstance(queues, str):
             raise TypeError(f"queues must be a list of queue names, got {queues!r}")
+        for queue in queues:
+            check_text("queues item", queue)
         if not queues:
             raise ValueError("queues=[] names no queue")
     return [_Group("*", None if queues is None else list(queues), concurrency)]
