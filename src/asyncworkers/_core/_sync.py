@@ -33,6 +33,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from ._bridges import check_picklable
 from ._exceptions import JobCancelled, QueueFull, RuntimeClosed
+from ._future import LeanFuture
 from ._lifecycle import Lifecycle
 from ._metrics import Metrics
 from ._options import JobOptions, Options, parse_options, parse_unit, plain_options
@@ -68,11 +69,12 @@ _LOOP_THREAD_ERROR: Final = (
 )
 
 
-class _JobFuture(Future[T]):
+class _JobFuture(LeanFuture[T]):
     """The ``concurrent.futures.Future`` of one job.
 
     It ends the way the job ends: with its result, its exception or, cancelled by any means
     (``cancel()`` here, a token, ``job.cancel()``, shutdown), with :class:`JobCancelled`.
+    A :class:`LeanFuture`: the round trip of a sync caller is mostly its future's.
     """
 
     def __init__(self, owner: SyncRuntime) -> None:
@@ -102,15 +104,8 @@ class _JobFuture(Future[T]):
         except RuntimeClosed:  # the loop is gone, and every job with it
             return False
 
-    def result(self, timeout: float | None = None) -> T:
-        if not self.done():
-            self._owner._check_may_block("Future.result()", timeout)
-        return super().result(timeout)
-
-    def exception(self, timeout: float | None = None) -> BaseException | None:
-        if not self.done():
-            self._owner._check_may_block("Future.exception()", timeout)
-        return super().exception(timeout)
+    def _check_may_wait(self, what: str, timeout: float | None) -> None:
+        self._owner._check_may_block(what, timeout)
 
     # -- what the runtime calls, on its loop ------------------------------------------------
 
@@ -120,10 +115,10 @@ class _JobFuture(Future[T]):
 
     def _job_done(self, job: Job[T]) -> None:
         self._job = None
-        if job.state is _COMPLETED:
-            self.set_result(job.result())
+        if job._state is _COMPLETED:
+            self._finish(job._outcome, None)
         else:
-            self.set_exception(job.exception())
+            self._finish(None, job.exception())
 
     def _cancel_in_loop(self, reason: str = "the future was cancelled") -> bool:
         if self.done():
