@@ -139,7 +139,11 @@ def test_a_callback_added_while_another_thread_finishes_runs_exactly_once() -> N
         thread = threading.Thread(target=finish)
         thread.start()
         start.wait(GUARD)
-        future.add_done_callback(lambda f, calls=calls: calls.append(f.result()))
+
+        def record(f: concurrent.futures.Future[int], calls: list[int] = calls) -> None:
+            calls.append(f.result())
+
+        future.add_done_callback(record)
         thread.join(GUARD)
         assert calls == [1]
 

@@ -26,6 +26,8 @@ what ``cancel()`` means (see ``_sync._JobFuture``), and finishes it with an exce
 from __future__ import annotations
 
 import threading
+from _thread import RLock
+from _thread import allocate_lock as Lock
 from concurrent.futures import CancelledError, Future, InvalidStateError
 from concurrent.futures._base import (
     CANCELLED,
@@ -49,18 +51,21 @@ _making_condition = threading.Lock()
 class LeanFuture(Future[T]):
     """A ``concurrent.futures.Future`` that is cheap to make, finish and wait for."""
 
+    # Future.__init__'s fields, but the Condition. Those that start as None (or PENDING)
+    # are class defaults, written per future only when they change.
+    _state: str = PENDING
+    _result: T | None = None
+    _exception: BaseException | None = None
+    _made_condition: threading.Condition | None = None
+
     def __init__(self) -> None:
-        # Not Future.__init__, which makes the Condition: these are its other fields.
-        self._lock = threading.RLock()
-        self._made_condition: threading.Condition | None = None
-        self._state = PENDING
-        self._result: T | None = None
-        self._exception: BaseException | None = None
+        # Not Future.__init__, which makes the Condition.
+        self._lock = RLock()  # the C type: threading.RLock() is a Python function around it
         self._waiters: list[Any] = []
         self._done_callbacks: list[Any] = []
         # Held until the future finishes; a waiting thread blocks on it.
-        self._ended = threading.Lock()
-        self._ended.acquire()
+        self._ended = ended = Lock()
+        ended.acquire()
 
     # The stock methods (and concurrent.futures.wait(), as_completed()) find the Condition
     # here; it is made over the lock the fast paths take, so both exclude each other.
@@ -83,7 +88,12 @@ class LeanFuture(Future[T]):
 
     def result(self, timeout: float | None = None) -> T:
         if self._state is not FINISHED:
-            self._wait("Future.result()", timeout)
+            if timeout is None and self._may_block_forever():  # the common wait, inline
+                ended = self._ended
+                ended.acquire()
+                ended.release()  # the next waiter's turn
+            else:
+                self._wait("Future.result()", timeout)
         if self._exception is not None:
             try:
                 raise self._exception
@@ -104,11 +114,25 @@ class LeanFuture(Future[T]):
 
     # -- helpers ----------------------------------------------------------------------
 
+    def _wake_waiters(self, exception: BaseException | None) -> None:
+        for waiter in self._waiters:
+            if exception is None:
+                waiter.add_result(self)
+            else:
+                waiter.add_exception(self)
+
+    def _may_block_forever(self) -> bool:
+        """Whether this thread may wait without a timeout: a subclass says no where that
+        would deadlock (then :meth:`_check_may_wait` raises)."""
+        return True
+
     def _check_may_wait(self, what: str, timeout: float | None) -> None:
         """Called by *what* before it waits: a subclass raises here if it must not."""
 
     def _wait(self, what: str, timeout: float | None) -> None:
         """Wait until the future is finished; TimeoutError after *timeout* seconds."""
+        if self._state is FINISHED:
+            return
         self._check_may_wait(what, timeout)
         ended = self._ended
         if timeout is None:
@@ -129,14 +153,13 @@ class LeanFuture(Future[T]):
         with self._lock:
             if self._state in _FINAL:
                 raise InvalidStateError(f"{self._state}: {self!r}")
-            self._result = result
-            self._exception = exception
+            if exception is None:
+                self._result = result
+            else:
+                self._exception = exception
             self._state = FINISHED
-            for waiter in self._waiters:  # wait() and as_completed()
-                if exception is None:
-                    waiter.add_result(self)
-                else:
-                    waiter.add_exception(self)
+            if self._waiters:  # wait() and as_completed()
+                self._wake_waiters(exception)
             if self._made_condition is not None:
                 self._made_condition.notify_all()
         self._ended.release()

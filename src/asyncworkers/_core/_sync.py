@@ -20,6 +20,7 @@ import asyncio
 import atexit
 import contextlib
 import threading
+from _thread import get_ident
 from collections import deque
 from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator, Mapping
 from concurrent.futures import Future
@@ -77,12 +78,14 @@ class _JobFuture(LeanFuture[T]):
     A :class:`LeanFuture`: the round trip of a sync caller is mostly its future's.
     """
 
+    # Class defaults, set per future only when they change: a store less per job.
+    _job: Job[T] | None = None
+    # Set when cancel() came before the job was handed to the runtime (loop thread only).
+    _stop_reason: str | None = None
+
     def __init__(self, owner: SyncRuntime) -> None:
         super().__init__()
         self._owner = owner
-        self._job: Job[T] | None = None
-        # Set when cancel() came before the job was handed to the runtime (loop thread only).
-        self._stop_reason: str | None = None
 
     # -- what a user calls ----------------------------------------------------------------
 
@@ -97,12 +100,15 @@ class _JobFuture(LeanFuture[T]):
         if self.done():
             return False
         owner = self._owner
-        if threading.get_ident() == owner._loop_ident:
+        if get_ident() == owner._loop_ident:
             return self._cancel_in_loop()
         try:
             return owner._call(self._cancel_in_loop)
         except RuntimeClosed:  # the loop is gone, and every job with it
             return False
+
+    def _may_block_forever(self) -> bool:
+        return get_ident() != self._owner._loop_ident
 
     def _check_may_wait(self, what: str, timeout: float | None) -> None:
         self._owner._check_may_block(what, timeout)
@@ -138,7 +144,7 @@ class _JobFuture(LeanFuture[T]):
         owner = self._owner
         if self.done():
             return
-        if threading.get_ident() == owner._loop_ident:
+        if get_ident() == owner._loop_ident:
             self._cancel_in_loop(reason)
         elif owner._loop is not None:
             with contextlib.suppress(RuntimeError):  # a closed loop: the job has ended
@@ -281,7 +287,7 @@ class SyncRuntime:
 
     def _close(self, graceful: tuple[bool, bool, float | None] | None) -> None:
         """Shut down (graceful: the arguments of shutdown) or abort (None)."""
-        if threading.get_ident() == self._loop_ident:
+        if get_ident() == self._loop_ident:
             raise RuntimeError(_LOOP_THREAD_ERROR.format(what="shutdown()"))
         self._check_not_own_job("shutdown()")
         with self._lock:
@@ -391,13 +397,16 @@ class SyncRuntime:
                 future.set_exception(JobCancelled(future._stop_reason))
                 continue
             try:
-                future._attach(runtime._submit_parsed(*parsed))
+                job = runtime._submit_parsed(*parsed)
             except QueueFull:
                 assert self._admitters is not None
                 self._admitters.start_soon(self._admit, batch[index:])
                 return
             except Exception as exc:
                 future.set_exception(exc)
+            else:  # future._attach(job), inlined: this runs once per job
+                future._job = job
+                job.add_done_callback(future._job_done)
 
     async def _admit(self, items: list[_Item]) -> None:
         """Submit jobs in order, each once the bounded queue has room for it."""
@@ -446,7 +455,9 @@ class SyncRuntime:
         set, blocks while the queue is full. Raises :class:`RuntimeClosed` once shutdown
         has begun and ``RuntimeError`` before :meth:`start`.
         """
-        return self._hand_in(self._parse(fn, args, options))
+        if options:
+            return self._hand_in(self._parse(fn, args, options))
+        return self._hand_in((fn, args, None, _NORMAL, plain_options(self._runtime, fn)))
 
     def enqueue(self, unit: WorkUnit[T]) -> Future[T]:
         """Queue a :class:`WorkUnit` (it may carry kwargs and a callback); like :meth:`submit`."""
@@ -465,7 +476,7 @@ class SyncRuntime:
     def _hand_in(self, parsed: _Parsed, future: _JobFuture[Any] | None = None) -> _JobFuture[Any]:
         if future is None:
             future = _JobFuture(self)
-        if threading.get_ident() == self._loop_ident:
+        if get_ident() == self._loop_ident:
             return self._hand_in_on_loop(future, parsed)
         if self._max_pending is not None and self._looks_full():
             return self._hand_in_when_room(future, parsed)
@@ -685,7 +696,7 @@ class SyncRuntime:
 
         Works before start and after shutdown too.
         """
-        if threading.get_ident() == self._loop_ident:
+        if get_ident() == self._loop_ident:
             self._drain_intake()
             return self._runtime.metrics()
         if self._state in (_OPEN, _CLOSING):
@@ -732,7 +743,7 @@ class SyncRuntime:
             )
 
     def _check_may_block(self, what: str, timeout: float | None) -> None:
-        if threading.get_ident() == self._loop_ident and (timeout is None or timeout > 0):
+        if get_ident() == self._loop_ident and (timeout is None or timeout > 0):
             raise RuntimeError(_LOOP_THREAD_ERROR.format(what=what))
 
     @property
