@@ -58,6 +58,7 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/store.py")  # PostgreSQL at 127.0.0.1:5432
     # HTTP load against nginx (apt-get install nginx-light wrk) or an aiohttp server.
     session.run("python", "benchmarks/loadgen.py")
+    session.run("python", "benchmarks/loadgen_bodies.py")
 
 
 @nox.session

@@ -10,7 +10,7 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -22,10 +22,11 @@ HANG_GUARD = 60.0
 
 
 @contextmanager
-def serving() -> Iterator[str]:
-    """Run the test server; yields its base URL, ``http://127.0.0.1:PORT``."""
+def serving(launcher: Sequence[str] = (), address: str = "127.0.0.1") -> Iterator[str]:
+    """Run the test server on *address*; yields its base URL, ``http://ADDRESS:PORT``.
+    *launcher* goes before the command (``ip netns exec NS``: a host of tests/_hosts.py)."""
     proc = subprocess.Popen(
-        [sys.executable, str(SERVER)],
+        [*launcher, sys.executable, str(SERVER), address],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -34,7 +35,7 @@ def serving() -> Iterator[str]:
         assert proc.stdout is not None
         line = proc.stdout.readline()  # blocks until it listens (or dies: then "")
         assert line.startswith("listening on "), f"test server did not start: {line!r}"
-        yield f"http://127.0.0.1:{int(line.split()[-1])}"
+        yield f"http://{address}:{int(line.split()[-1])}"
     finally:
         assert proc.stdin is not None
         proc.stdin.close()

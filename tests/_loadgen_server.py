@@ -1,6 +1,7 @@
-"""The HTTP server the load generator tests aim at: an aiohttp app on 127.0.0.1.
+"""The HTTP server the load generator tests aim at: an aiohttp app on 127.0.0.1 (or the
+address given: a host of tests/_hosts.py).
 
-Run as ``python tests/_loadgen_server.py``; it binds an ephemeral port and prints
+Run as ``python tests/_loadgen_server.py [ADDRESS]``; it binds an ephemeral port and prints
 ``listening on PORT`` once it accepts connections, then serves until its stdin closes or it
 is terminated (the fixture in tests/test_loadgen_*.py reads that line: no sleeping).
 
@@ -12,6 +13,10 @@ Endpoints:
                             every later one answers at once
     /stall                  never answers (until the client gives up)
     /count/{key}            how many requests /fast?key=... and /stall-once/{key} have seen
+    /bytes/{n}              a body of n bytes (with its Content-Length)
+    /endless                a chunked body that never ends, 64 KiB chunks as fast as the
+                            client reads them
+    /trickle                a chunked body that never ends, one byte every 10 ms
 """
 
 from __future__ import annotations
@@ -56,6 +61,28 @@ async def stall(request: web.Request) -> web.Response:
     raise AssertionError("unreachable")
 
 
+async def sized(request: web.Request) -> web.Response:
+    return web.Response(body=b"x" * int(request.match_info["n"]))
+
+
+async def endless(request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse()
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    chunk = b"x" * 65536
+    while True:  # write() waits while the client does not read: no buffer grows here
+        await response.write(chunk)
+
+
+async def trickle(request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse()
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    while True:
+        await response.write(b"x")
+        await asyncio.sleep(0.01)
+
+
 async def count(request: web.Request) -> web.Response:
     return web.Response(text=str(_seen[request.match_info["key"]]))
 
@@ -70,6 +97,9 @@ def make_app() -> web.Application:
             web.get("/stall-once/{key}", stall_once),
             web.get("/stall", stall),
             web.get("/count/{key}", count),
+            web.get("/bytes/{n}", sized),
+            web.get("/endless", endless),
+            web.get("/trickle", trickle),
         ]
     )
     return app
@@ -78,7 +108,8 @@ def make_app() -> web.Application:
 async def serve() -> None:
     runner = web.AppRunner(make_app(), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
+    address = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1"
+    site = web.TCPSite(runner, address, 0, backlog=1024)
     await site.start()
     server = site._server
     assert isinstance(server, asyncio.base_events.Server)

@@ -94,8 +94,13 @@ class PrivateCluster:
 
 
 @contextlib.contextmanager
-def private_cluster(host: str = "127.0.0.1", port: int | None = None) -> Iterator[PrivateCluster]:
-    """Make, start and (always) stop and delete a private PostgreSQL server on *host*."""
+def private_cluster(
+    host: str = "127.0.0.1", port: int | None = None, clients: str | None = None
+) -> Iterator[PrivateCluster]:
+    """Make, start and (always) stop and delete a private PostgreSQL server on *host*.
+
+    *clients*: a network (``10.213.0.0/24``) whose hosts may connect too, without a password
+    (initdb trusts only local and loopback connections)."""
     bin_dir = _bin_dir()
     root = Path(tempfile.mkdtemp(prefix="aw-pg-"))
     data = root / "data"
@@ -110,6 +115,9 @@ def private_cluster(host: str = "127.0.0.1", port: int | None = None) -> Iterato
     with (data / "postgresql.conf").open("a") as conf:
         # a test server: fast to start and stop; nothing here must survive a power cut
         conf.write("fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n")
+    if clients is not None:
+        with (data / "pg_hba.conf").open("a") as hba:
+            hba.write(f"host all all {clients} trust\n")
     cluster = PrivateCluster(data, host, port or free_port(host), bin_dir)
     try:
         cluster.start()

@@ -11,13 +11,14 @@ entry: a function of the test's ``tmp_path`` that returns a context manager yiel
 
 from __future__ import annotations
 
+import bisect
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, Protocol
@@ -144,6 +145,18 @@ def wait_until(what: str, check: Callable[[], Any], guard: float = PROCESS_GUARD
         time.sleep(0.05)
 
 
+def inversions_at_most(ranked_starts: list[float], bound: int) -> int:
+    """The largest number of jobs ranked after some job that were claimed strictly before
+    it; fails when that exceeds *bound*."""
+    later: list[float] = []  # claim times of the jobs ranked after the current one, sorted
+    worst = 0
+    for started in reversed(ranked_starts):
+        worst = max(worst, bisect.bisect_left(later, started))
+        bisect.insort(later, started)
+    assert worst <= bound, f"a job was overtaken by {worst} lower-ranked jobs (bound {bound})"
+    return worst
+
+
 def lines(path: Path) -> list[str]:
     """The lines of a marker file (none when it does not exist yet)."""
     return path.read_text().splitlines() if path.exists() else []
@@ -155,13 +168,24 @@ def lines(path: Path) -> list[str]:
 class Worker:
     """``python -m asyncworkers worker`` in a subprocess, its output in a file."""
 
-    def __init__(self, url: str, log: Path, *options: str) -> None:
+    def __init__(
+        self,
+        url: str,
+        log: Path,
+        *options: str,
+        tasks: str = TASKS,
+        launcher: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        """*launcher* goes before the command (``ip netns exec NS`` runs it in a host of
+        tests/_hosts.py: ``ip`` execs it, so ``proc.pid`` is still the worker's); *env* is
+        added to the environment."""
         self.log = log
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         with log.open("w") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "asyncworkers", "worker", "--store", url,
-                 "--tasks", TASKS, *options],
+                [*launcher, sys.executable, "-m", "asyncworkers", "worker", "--store", url,
+                 "--tasks", tasks, *options],
                 cwd=REPO, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env=env,
             )  # fmt: skip

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from _helpers import LOOP_FACTORIES
+from _hosts import Network, network
 from _store_support import STORE_FACTORIES, StoreFactory
 
 
@@ -27,3 +28,13 @@ def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[St
     """A fresh, empty store of each kind in STORE_FACTORIES."""
     with STORE_FACTORIES[request.param](tmp_path) as factory:
         yield factory
+
+
+# Hosts: network namespaces on a private bridge (tests/_hosts.py); needs root, fails without.
+
+
+@pytest.fixture(scope="module")
+def hosts() -> Iterator[Network]:
+    """Three hosts on a private bridge, for the module; removed even when a test fails."""
+    with network(3) as net:
+        yield net

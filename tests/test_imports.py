@@ -26,6 +26,7 @@ HEAVY = (
     "importlib.metadata",
     "sqlite3",
     "asyncworkers.store",
+    "asyncworkers.ops",
     "asyncworkers.loadgen",
     "asyncworkers.cli",
     "anyio.to_process",
@@ -63,7 +64,11 @@ def test_the_first_use_of_the_runtime_loads_the_core_and_nothing_heavy() -> None
 
 @pytest.mark.parametrize(
     ("name", "module"),
-    [("store", "asyncworkers.store"), ("Report", "asyncworkers._dispatch._report")],
+    [
+        ("store", "asyncworkers.store"),
+        ("ops", "asyncworkers.ops"),
+        ("Report", "asyncworkers._dispatch._report"),
+    ],
 )
 def test_a_name_loads_its_module_on_first_use(name: str, module: str) -> None:
     assert module not in loaded_after("import asyncworkers")
@@ -88,7 +93,7 @@ def test_lazy_names_are_the_objects_of_their_modules() -> None:
     assert aw.Runtime is Runtime
     assert aw.SyncRuntime is SyncRuntime
     assert set(aw.__all__) <= set(dir(aw))
-    assert "store" in dir(aw)
+    assert {"store", "ops"} <= set(dir(aw))
     with pytest.raises(AttributeError, match="has no attribute 'nothing_here'"):
         aw.nothing_here  # type: ignore[attr-defined]  # noqa: B018
 

@@ -36,7 +36,7 @@ REPORT_KEYS = {
 }
 OPEN_KEYS = {"target_rate", "achieved_rate", "latency_uncorrected_ms", "late_sends"}
 LATENCY_KEYS = {"p50", "p90", "p99", "p99_9", "max", "mean"}
-ERROR_KINDS = {"connect", "timeout", "http_4xx", "http_5xx", "other"}
+ERROR_KINDS = {"connect", "timeout", "body_too_large", "http_4xx", "http_5xx", "other"}
 
 
 def load(*args: str) -> subprocess.CompletedProcess[str]:

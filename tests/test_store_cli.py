@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from _store_support import REPO, TASKS, StoreFactory, query
+from asyncworkers.cli import main
 from asyncworkers.store import Store, StoreUnavailable
 
 
@@ -20,6 +22,29 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
         cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
         env={**os.environ, "COLUMNS": "120", "NO_COLOR": "1", **(env or {})},
     )  # fmt: skip
+
+
+class Cli:
+    """``asyncworkers ARGS`` run in this process (a subprocess per call costs seconds on a
+    loaded machine; tests/test_store_cli.py runs the commands as subprocesses)."""
+
+    def __init__(self, capsys: pytest.CaptureFixture[str]) -> None:
+        self.capsys = capsys
+
+    def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
+        try:
+            status = main(list(args))
+        except SystemExit as exit_:
+            status = int(exit_.code or 0)
+        out = self.capsys.readouterr()
+        return subprocess.CompletedProcess(list(args), status, out.out, out.err)
+
+
+@pytest.fixture
+def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
+    monkeypatch.setenv("COLUMNS", "120")
+    monkeypatch.setenv("NO_COLOR", "1")
+    return Cli(capsys)
 
 
 def one_error_line(proc: subprocess.CompletedProcess[str], expected: str) -> None:
@@ -67,22 +92,21 @@ def test_enqueue_status_retry(store_factory: StoreFactory) -> None:
     assert cli("retry", "--store", url, "999").returncode == 1
 
 
-def test_enqueue_from_json_lines(store_factory: StoreFactory, tmp_path: Path) -> None:
+def test_enqueue_from_json_lines(
+    store_factory: StoreFactory, tmp_path: Path, run: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url = store_factory.url
     lines = tmp_path / "jobs.jsonl"
     lines.write_text("".join(f'{{"path": "p{i}"}}\n' for i in range(50)) + "\n")
-    added = cli("enqueue", "--store", url, "--tasks", TASKS, "mark", "--from", str(lines),
+    added = run("enqueue", "--store", url, "--tasks", TASKS, "mark", "--from", str(lines),
                 "--queue", "bulk", "--priority", "3")  # fmt: skip
     assert added.returncode == 0, added.stderr
     assert added.stdout.strip() == "added 50 job(s) of mark"
     counts = query(store_factory, lambda store: store.queue_counts())
     assert counts["bulk"]["queued"] == 50
     # from stdin, without a registry
-    piped = subprocess.run(
-        [sys.executable, "-m", "asyncworkers", "enqueue", "--store", url, "echo", "--from", "-"],
-        input='{"value": 1}\n{"value": 2}\n', cwd=REPO, capture_output=True, text=True,
-        timeout=60, check=False,
-    )  # fmt: skip
+    monkeypatch.setattr("sys.stdin", io.StringIO('{"value": 1}\n{"value": 2}\n'))
+    piped = run("enqueue", "--store", url, "echo", "--from", "-")
     assert piped.returncode == 0, piped.stderr
     assert piped.stdout.strip() == "added 2 job(s) of echo"
     # a bad line: its number named, and none of the file added
@@ -93,11 +117,22 @@ def test_enqueue_from_json_lines(store_factory: StoreFactory, tmp_path: Path) ->
     ):
         lines.write_text(bad)
         one_error_line(
-            cli("enqueue", "--store", url, "--tasks", TASKS, "mark", "--from", str(lines)),
+            run("enqueue", "--store", url, "--tasks", TASKS, "mark", "--from", str(lines)),
             expected,
         )
     total = query(store_factory, lambda store: store.counts())
     assert total["queued"] == 52
+
+
+def test_enqueue_from_stdin_in_a_subprocess(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    piped = subprocess.run(
+        [sys.executable, "-m", "asyncworkers", "enqueue", "--store", url, "echo", "--from", "-"],
+        input='{"value": 1}\n{"value": 2}\n', cwd=REPO, capture_output=True, text=True,
+        timeout=60, check=False,
+    )  # fmt: skip
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stdout.strip() == "added 2 job(s) of echo"
 
 
 def test_store_from_the_environment(tmp_path: Path) -> None:

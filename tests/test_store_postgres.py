@@ -103,8 +103,11 @@ async def test_enqueue_many_keeps_input_order_across_chunks(store: PostgresStore
 async def test_enqueue_many_is_all_or_none_across_chunks(store: PostgresStore) -> None:
     good = [new_job("t", {"i": i}) for i in range(11_000)]
     # a row the server refuses (text cannot hold NUL), in the third chunk of 5,000: built
-    # behind new_job's checks, so that it is the database that says no
-    bad = NewJob(task="t\x00", args_json="{}")
+    # behind NewJob's own checks (store._fields), so that it is the database that says no
+    bad = object.__new__(NewJob)
+    row = ("t\x00", "{}", 0, "default", None, 3, None)
+    for name, value in zip(NewJob.__slots__, row, strict=True):
+        object.__setattr__(bad, name, value)
     with pytest.raises(asyncpg.PostgresError):
         await store.enqueue_many([*good, bad])
     assert (await store.counts())["queued"] == 0

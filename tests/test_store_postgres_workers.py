@@ -7,7 +7,6 @@ files, never on time."""
 from __future__ import annotations
 
 import asyncio
-import bisect
 import signal
 import socket
 import subprocess
@@ -21,7 +20,7 @@ import anyio
 import asyncworkers as aw
 from _pg import admin
 from _store_pg import PostgresFactory, postgres_factory
-from _store_support import REPO, Worker, lines, query, wait_until, workers
+from _store_support import REPO, Worker, inversions_at_most, lines, query, wait_until, workers
 from asyncworkers.store import Store
 from asyncworkers.store._jobs import new_job
 
@@ -47,18 +46,6 @@ def rows(factory: PostgresFactory, sql: str, *args: Any) -> list[Any]:
             await conn.close()
 
     return anyio.run(fetch)
-
-
-def inversions_at_most(ranked_starts: list[float], bound: int) -> int:
-    """The largest number of jobs ranked after some job that were claimed strictly before
-    it; fails when that exceeds *bound*."""
-    later: list[float] = []  # claim times of the jobs ranked after the current one, sorted
-    worst = 0
-    for started in reversed(ranked_starts):
-        worst = max(worst, bisect.bisect_left(later, started))
-        bisect.insort(later, started)
-    assert worst <= bound, f"a job was overtaken by {worst} lower-ranked jobs (bound {bound})"
-    return worst
 
 
 def test_four_workers_drain_5000_jobs_each_claimed_once_in_claim_order(tmp_path: Path) -> None:

@@ -315,7 +315,7 @@ async def test_sync_heartbeat_from_a_thread(store_factory: StoreFactory) -> None
         ({"priority": "high"}, TypeError, "priority"),
         ({"delay": 1, "run_at": 2.0}, ValueError, "not both"),
         ({"delay": -1}, ValueError, "delay"),
-        ({"queue": ""}, TypeError, "queue"),
+        ({"queue": ""}, ValueError, "queue"),
     ],
 )
 async def test_bad_input_fails_at_enqueue(

@@ -14,6 +14,7 @@ from ._version import __version__ as __version__
 from .dispatch import dispatch, dispatch_sync
 
 if TYPE_CHECKING:  # what the names below are; at run time each loads on first use
+    from . import ops as ops
     from . import store as store
     from ._core._cancel import CancellationToken, check_cancelled
     from ._core._exceptions import (
@@ -92,13 +93,16 @@ _HOMES: dict[str, str] = {
     "current_job": "._core._units",
     "run": "._core._signals",
 }
+# The durable job store as ``aw.store``, and health, metrics, dashboard and watchdog as
+# ``aw.ops``: subpackages, imported on first use too.
+_SUBPACKAGES: frozenset[str] = frozenset(("ops", "store"))
 
 
 if not TYPE_CHECKING:  # hidden from type checkers, so that a misspelt name still fails there
 
     def __getattr__(name: str) -> object:
-        if name == "store":  # the durable job store, a subpackage
-            return import_module(".store", __name__)
+        if name in _SUBPACKAGES:
+            return import_module(f".{name}", __name__)
         home = _HOMES.get(name)
         if home is None:
             raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -107,4 +111,4 @@ if not TYPE_CHECKING:  # hidden from type checkers, so that a misspelt name stil
         return value
 
     def __dir__() -> list[str]:
-        return sorted({*globals(), *__all__, "store"})
+        return sorted({*globals(), *__all__, *_SUBPACKAGES})

@@ -8,12 +8,21 @@ expected, so that argparse prints ``argument --jobs: expected ...`` and exits wi
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, NoReturn, TypeAlias
 
-__all__ = ["Commands", "positive_int"]
+__all__ = ["CommandParser", "Commands", "positive_int"]
+
+
+class CommandParser(argparse.ArgumentParser):
+    """The parser of one command: a mistake is one line, ``asyncworkers CMD: error: ...``,
+    exit status 2, like every mistake the commands find later (the usage is in ``--help``)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
 
 if TYPE_CHECKING:
-    Commands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
+    Commands: TypeAlias = argparse._SubParsersAction[CommandParser]
 else:
     Commands: TypeAlias = argparse._SubParsersAction
 

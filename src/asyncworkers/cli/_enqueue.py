@@ -15,8 +15,17 @@ from typing import IO, Any
 
 import asyncworkers as aw
 
-from ._args import Commands, positive_int
-from ._store_args import add_store_option, fail, run_with_store, seconds, task_registry
+from ._args import Commands
+from ._store_args import (
+    add_store_option,
+    fail,
+    max_attempts,
+    priority,
+    run_with_store,
+    seconds,
+    store_text,
+    task_registry,
+)
 
 __all__ = ["add_command", "json_object"]
 
@@ -40,7 +49,7 @@ def add_command(commands: Commands) -> None:
         description="Add one job (TASK with JSON keyword arguments) to a store.",
     )
     add_store_option(enqueue)
-    enqueue.add_argument("task", metavar="TASK", help="the task's registered name")
+    enqueue.add_argument("task", metavar="TASK", type=store_text, help="the task's registered name")
     enqueue.add_argument(
         "args", metavar="JSON", nargs="?", type=json_object, default=None,
         help='the keyword arguments, a JSON object (default: {})',
@@ -50,15 +59,22 @@ def add_command(commands: Commands) -> None:
         help="add one job per line of FILE (- for stdin), each line a JSON object of "
         "keyword arguments; all or none are added, and the count is printed",
     )  # fmt: skip
-    enqueue.add_argument("--priority", type=int, default=None, help="higher runs first")
-    enqueue.add_argument("--queue", default=None, help="the queue (default: the task's)")
-    enqueue.add_argument("--key", default=None, help="idempotency key: one job per key")
+    enqueue.add_argument(
+        "--priority", type=priority, default=None,
+        help="higher runs first (a 32-bit signed whole number)",
+    )  # fmt: skip
+    enqueue.add_argument(
+        "--queue", type=store_text, default=None, help="the queue (default: the task's)"
+    )
+    enqueue.add_argument(
+        "--key", type=store_text, default=None, help="idempotency key: one job per key"
+    )
     enqueue.add_argument(
         "--delay", type=seconds, default=None, metavar="SECONDS",
         help="run no sooner than this many seconds from now (default: at once)",
     )  # fmt: skip
     enqueue.add_argument(
-        "--max-attempts", type=positive_int, default=None, metavar="N",
+        "--max-attempts", type=max_attempts, default=None, metavar="N",
         help="runs before the job is dead, the first included (default: the task's "
         "retry attempts with --tasks, else 3)",
     )  # fmt: skip
@@ -75,20 +91,15 @@ def add_command(commands: Commands) -> None:
 def _cmd_enqueue(args: argparse.Namespace) -> int:
     if args.source is not None:
         return _cmd_enqueue_many(args)
-    registry: aw.store.TaskRegistry | None = args.tasks
+    # The job is checked before the store is opened: a value no store holds is one line,
+    # exit 2, and the store is never touched (nor created).
+    try:
+        job = _job_maker(args)(args.args)
+    except (TypeError, ValueError) as exc:
+        return fail("enqueue", str(exc))
 
     async def body(store: aw.store.Store) -> int:
-        if registry is not None:
-            job_id = await registry.enqueue(
-                store, args.task, args.args, priority=args.priority, queue=args.queue,
-                delay=args.delay, max_attempts=args.max_attempts, key=args.key,
-            )  # fmt: skip
-        else:
-            job_id = await store.enqueue(
-                args.task, args.args, priority=args.priority or 0,
-                queue=args.queue or "default", delay=args.delay,
-                max_attempts=args.max_attempts or 3, key=args.key,
-            )  # fmt: skip
+        (job_id,) = await store.enqueue_many([job])
         print(job_id)
         return 0
 
@@ -115,22 +126,24 @@ def _cmd_enqueue_many(args: argparse.Namespace) -> int:
     return 0
 
 
-def _job_maker(args: argparse.Namespace) -> Callable[[dict[str, Any]], aw.store.NewJob]:
+def _job_maker(
+    args: argparse.Namespace,
+) -> Callable[[dict[str, Any] | None], aw.store.NewJob]:
     """What one line's arguments become: a checked job with the command's options."""
     registry: aw.store.TaskRegistry | None = args.tasks
     if registry is not None:
         return lambda kwargs: registry.job(
             args.task, kwargs, priority=args.priority, queue=args.queue, delay=args.delay,
-            max_attempts=args.max_attempts,
+            max_attempts=args.max_attempts, key=args.key,
         )  # fmt: skip
     return lambda kwargs: aw.store.new_job(
         args.task, kwargs, priority=args.priority or 0, queue=args.queue or "default",
-        delay=args.delay, max_attempts=args.max_attempts or 3,
+        delay=args.delay, max_attempts=args.max_attempts or 3, key=args.key,
     )  # fmt: skip
 
 
 def _read_jobs(
-    source: str, make: Callable[[dict[str, Any]], aw.store.NewJob]
+    source: str, make: Callable[[dict[str, Any] | None], aw.store.NewJob]
 ) -> list[aw.store.NewJob]:
     """Every line of *source* as a job; ValueError naming the first bad line."""
     if source == "-":
@@ -143,7 +156,7 @@ def _read_jobs(
 
 
 def _jobs_from(
-    lines: IO[str], name: str, make: Callable[[dict[str, Any]], aw.store.NewJob]
+    lines: IO[str], name: str, make: Callable[[dict[str, Any] | None], aw.store.NewJob]
 ) -> list[aw.store.NewJob]:
     jobs: list[aw.store.NewJob] = []
     for number, line in enumerate(lines, start=1):

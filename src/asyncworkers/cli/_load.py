@@ -23,10 +23,16 @@ from rich.text import Text
 import asyncworkers as aw
 from asyncworkers import loadgen
 from asyncworkers.loadgen._client import ensure_open_files
-from asyncworkers.loadgen._config import METHODS, auto_processes, validate_url
+from asyncworkers.loadgen._config import (
+    DEFAULT_MAX_BODY,
+    METHODS,
+    auto_processes,
+    parse_size,
+    validate_url,
+)
 from asyncworkers.loadgen._plot import can_plot, plot
 
-from ._args import Commands, positive_int
+from ._args import CommandParser, Commands, positive_int
 
 __all__ = ["add_command"]
 
@@ -34,7 +40,7 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a command stopped by Ctrl-C
 
 
-class _OneLineParser(argparse.ArgumentParser):
+class _OneLineParser(CommandParser):
     """A parser whose errors are one line (``asyncworkers load: error: ...``), no usage."""
 
     def error(self, message: str) -> NoReturn:
@@ -122,6 +128,10 @@ def add_command(commands: Commands) -> None:
             "flight. Open model (-r or --stages): requests leave at their intended times, "
             "and latency counts from those times (the uncorrected figure is shown beside)."
         ),
+        epilog=(
+            "asyncworkers load merge A.json B.json ... [--json OUT]: merge the --json reports "
+            "of runs on several hosts (the HDR histograms add exactly)."
+        ),
     )
     # argparse gives no per-subparser class; ours prints one line instead of the usage.
     load.__class__ = _OneLineParser
@@ -166,6 +176,15 @@ def add_command(commands: Commands) -> None:
         type=_type(loadgen.parse_duration),
         default=10.0,
         help="per request: 10s, 500ms (default: 10s)",
+    )
+    load.add_argument(
+        "--max-body",
+        type=_type(parse_size),
+        default=DEFAULT_MAX_BODY,
+        metavar="SIZE",
+        help="bytes of a response body read at most: 65536, 10MB, 1GiB; a longer body is a "
+        "body_too_large error and its connection is dropped "
+        f"(default: {DEFAULT_MAX_BODY // 2**20}MiB)",
     )
     load.add_argument(
         "--processes",
@@ -239,6 +258,7 @@ def _config_from(args: argparse.Namespace) -> loadgen.LoadConfig | str:
             body=body,
             timeout=args.timeout,
             processes=args.processes,
+            max_body=args.max_body,
         )
     except ValueError as exc:  # every value was checked above; this names the rest
         return f"arguments: {exc}"

@@ -7,8 +7,8 @@ import sys
 
 import asyncworkers as aw
 
-from ._args import Commands, positive_int
-from ._store_args import add_store_option, run_with_store
+from ._args import Commands
+from ._store_args import add_store_option, job_id, run_with_store
 
 __all__ = ["add_command"]
 
@@ -21,7 +21,7 @@ def add_command(commands: Commands) -> None:
         description="Queue a dead or cancelled job again, with a fresh set of attempts.",
     )
     add_store_option(retry)
-    retry.add_argument("id", metavar="ID", type=positive_int, help="the job's id")
+    retry.add_argument("id", metavar="ID", type=job_id, help="the job's id")
     retry.set_defaults(handler=_cmd_retry)
 
 

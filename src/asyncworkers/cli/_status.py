@@ -12,8 +12,8 @@ from rich.table import Table
 
 import asyncworkers as aw
 
-from ._args import Commands, positive_int
-from ._store_args import add_store_option, run_with_store
+from ._args import Commands
+from ._store_args import add_store_option, count, run_with_store
 
 __all__ = ["add_command", "collect_status"]
 
@@ -27,9 +27,7 @@ def add_command(commands: Commands) -> None:
     )
     add_store_option(status)
     status.add_argument("--json", action="store_true", help="print one JSON object")
-    status.add_argument(
-        "--dead", type=positive_int, default=10, help="dead letters to list (default: 10)"
-    )
+    status.add_argument("--dead", type=count, default=10, help="dead letters to list (default: 10)")
     status.set_defaults(handler=_cmd_status)
 
 

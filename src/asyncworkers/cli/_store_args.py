@@ -11,19 +11,27 @@ import argparse
 import importlib
 import math
 import os
+import re
 import sys
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import asyncworkers as aw
+from asyncworkers.store._fields import MAX_ATTEMPTS, MAX_ID, MAX_PRIORITY, MIN_PRIORITY, check_text
 
 __all__ = [
     "STORE_ENV",
     "add_store_option",
+    "age",
+    "count",
     "fail",
+    "job_id",
+    "max_attempts",
     "positive_seconds",
+    "priority",
     "run_with_store",
     "seconds",
+    "store_text",
     "store_url",
     "task_registry",
 ]
@@ -44,6 +52,21 @@ def positive_seconds(text: str) -> float:
     return _seconds(text, allow_zero=False)
 
 
+_AGE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(s|m|h|d|w)?\s*$")
+_AGE_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0, None: 1.0}
+
+
+def age(text: str) -> float:
+    """A length of time > 0 in seconds: ``90``, ``90s``, ``15m``, ``12h``, ``7d``, ``2w``."""
+    match = _AGE.match(text)
+    seconds = 0.0 if match is None else float(match.group(1)) * _AGE_UNITS[match.group(2)]
+    if not (seconds > 0 and math.isfinite(seconds)):
+        raise argparse.ArgumentTypeError(
+            f"expected a time > 0 such as 90s, 15m, 12h or 7d, got {text!r}"
+        )
+    return seconds
+
+
 def _seconds(text: str, *, allow_zero: bool) -> float:
     bound = ">= 0" if allow_zero else "> 0"
     try:
@@ -53,6 +76,50 @@ def _seconds(text: str, *, allow_zero: bool) -> float:
     if math.isnan(value) or math.isinf(value) or value < 0 or (value == 0 and not allow_zero):
         raise argparse.ArgumentTypeError(f"expected seconds {bound}, got {text!r}")
     return value
+
+
+def _whole_number(text: str, low: int, high: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number from {low} to {high}, got {text!r}"
+        )
+    return value
+
+
+# The ranges every store holds (store._fields; docs/store.md "Accepted values"), checked in
+# the parser so that the option is named and no store is opened for a value it would refuse.
+
+
+def priority(text: str) -> int:
+    """A job priority: a 32-bit signed whole number."""
+    return _whole_number(text, MIN_PRIORITY, MAX_PRIORITY)
+
+
+def max_attempts(text: str) -> int:
+    """A job's attempts: 1 to 2**31 - 1."""
+    return _whole_number(text, 1, MAX_ATTEMPTS)
+
+
+def job_id(text: str) -> int:
+    """A job id: 1 to 2**63 - 1."""
+    return _whole_number(text, 1, MAX_ID)
+
+
+def count(text: str) -> int:
+    """How many rows to show: 1 to 2**63 - 1."""
+    return _whole_number(text, 1, MAX_ID)
+
+
+def store_text(text: str) -> str:
+    """A task, queue or key that every store can hold (no NUL, no lone surrogate, ...)."""
+    try:
+        return check_text("the value", text)
+    except (TypeError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def store_url(text: str) -> str:

@@ -17,7 +17,8 @@ import anyio
 import asyncworkers as aw
 
 from ._args import Commands, positive_int
-from ._store_args import add_store_option, positive_seconds, run_with_store, task_registry
+from ._ops_args import add_ops_options, ops_settings
+from ._store_args import add_store_option, age, positive_seconds, run_with_store, task_registry
 
 __all__ = ["add_command", "reach"]
 
@@ -65,6 +66,16 @@ def add_command(commands: Commands) -> None:
         default=1.0,
         help="longest wait between looks for due jobs and expired leases (default: 1)",
     )
+    worker.add_argument(
+        "--retention", type=age, default=None, metavar="AGE",
+        help="delete jobs that ended (succeeded, dead, cancelled) more than AGE ago, "
+        "e.g. 7d; now and then, in batches (default: keep them)",
+    )  # fmt: skip
+    worker.add_argument(
+        "--no-periodic", dest="periodic", action="store_false",
+        help="do not enqueue the periodic tasks' runs (other workers do)",
+    )  # fmt: skip
+    add_ops_options(worker)
     worker.set_defaults(handler=_cmd_worker)
 
 
@@ -83,11 +94,15 @@ def _cmd_worker(args: argparse.Namespace) -> int:
             poll_interval=args.poll_interval,
             shutdown_grace=args.shutdown_grace,
             handle_signals=True,
+            periodic=args.periodic,
+            retention=args.retention,
+            **ops_settings(args),
         )
         async with manager:
+            served = "" if manager.ops is None or args.http is None else f", http {manager.ops.url}"
             print(
                 f"worker {manager.worker}: {len(args.tasks)} task(s), concurrency "
-                f"{args.concurrency}, store {args.store}",
+                f"{args.concurrency}, store {args.store}{served}",
                 file=sys.stderr,
                 flush=True,
             )

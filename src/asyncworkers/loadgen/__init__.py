@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from ._api import find_knee, run
 from ._config import LoadConfig, Stage, parse_duration, parse_latency, parse_stages
+from ._merge import merge_reports
 from ._processes import LoadProcessError
 from ._report import Knee, LoadReport
 from ._run import Progress
@@ -23,6 +24,7 @@ __all__ = (
     "Progress",
     "Stage",
     "find_knee",
+    "merge_reports",
     "parse_duration",
     "parse_latency",
     "parse_stages",

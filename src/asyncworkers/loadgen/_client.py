@@ -6,6 +6,14 @@ request: a refused or timed-out connection is one more counted outcome (its stat
 the kind of error as a string) and the run goes on. Cancellation is never
 caught. The path is kept short: the URL is parsed once, and options that are not set are not
 passed.
+
+Bodies are never held: each is read chunk by chunk as it arrives, its bytes counted and
+dropped, so memory does not depend on what a server sends (aiohttp's reader stops reading
+the socket while its buffer is full, so one connection holds at most a few of its chunks).
+A body over ``max_body`` bytes ends as ``body_too_large`` with its connection dropped; one
+that never ends runs into the session's total timeout. Bodies are not decompressed
+(``auto_decompress=False``): a small compressed body cannot grow into a huge one in memory,
+and the bytes counted are the bytes that crossed the wire (de-chunked).
 """
 
 from __future__ import annotations
@@ -21,10 +29,21 @@ from yarl import URL
 from ._config import LoadConfig
 from ._recorder import Recorder
 
-__all__ = ["Budget", "ensure_open_files", "error_kind", "make_request", "make_user", "open_session"]
+__all__ = [
+    "BODY_TOO_LARGE",
+    "Budget",
+    "ensure_open_files",
+    "error_kind",
+    "make_request",
+    "make_user",
+    "open_session",
+]
 
 # File descriptors a process needs besides its connections (stdio, the loop, pipes, ...).
 SPARE_FILES = 64
+
+# The outcome of a response whose body went over max_body.
+BODY_TOO_LARGE = "body_too_large"
 
 RequestTask = Callable[[int, Any, Any, dict[str, Any]], Awaitable[int | str]]
 UserTask = Callable[[int, Any, Any, dict[str, Any]], Awaitable[None]]
@@ -64,9 +83,26 @@ def open_session(config: LoadConfig) -> aiohttp.ClientSession:
     connector = aiohttp.TCPConnector(limit=config.concurrency, limit_per_host=0)
     return aiohttp.ClientSession(
         connector=connector,
-        timeout=aiohttp.ClientTimeout(total=config.timeout),
+        timeout=aiohttp.ClientTimeout(total=config.timeout),  # the body's reads included
         headers=dict(config.headers),
+        auto_decompress=False,  # see the module docstring
     )
+
+
+async def _discard_body(
+    response: aiohttp.ClientResponse, max_body: int, recorder: Recorder
+) -> int | str:
+    """Read the body to its end, counting its bytes into *recorder* as they come; the
+    status code, or BODY_TOO_LARGE (and the connection dropped) past *max_body* bytes."""
+    readany = response.content.readany
+    size = 0
+    while chunk := await readany():
+        size += len(chunk)
+        recorder.body_bytes += len(chunk)
+        if size > max_body:
+            response.close()  # never back into the pool: the rest of the body is unread
+            return BODY_TOO_LARGE
+    return response.status
 
 
 def make_request(
@@ -76,13 +112,13 @@ def make_request(
     request and returns its status code, or the error kind (its times are in the log);
     it counts the send in ``recorder.sent``."""
     request, method, url, body = session.request, config.method, URL(config.url), config.body
+    max_body = config.max_body
 
     async def send(task_id: int, cfg: Any, task: Any, metadata: dict[str, Any]) -> int | str:
         recorder.sent += 1
         try:
             async with request(method, url, data=body) as response:
-                await response.read()
-                return response.status
+                return await _discard_body(response, max_body, recorder)
         except Exception as exc:  # a failed request is an outcome; cancellation is not
             return error_kind(exc)
 
@@ -120,7 +156,7 @@ def make_user(
     benchmarks/loadgen.py, which measures both shapes).
     """
     request, method, url, body = session.request, config.method, URL(config.url), config.body
-    record, now = recorder.record, time.time
+    record, now, max_body = recorder.record, time.time, config.max_body
 
     async def user(task_id: int, cfg: Any, task: Any, metadata: dict[str, Any]) -> None:
         outcome: int | str
@@ -131,8 +167,7 @@ def make_user(
             budget.left -= 1
             try:
                 async with request(method, url, data=body) as response:
-                    await response.read()
-                    outcome = response.status
+                    outcome = await _discard_body(response, max_body, recorder)
             except Exception as exc:  # a failed request is an outcome; cancellation is not
                 outcome = error_kind(exc)
             record(outcome, started, now(), None)

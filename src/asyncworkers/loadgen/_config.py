@@ -16,11 +16,13 @@ from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
 __all__ = [
+    "DEFAULT_MAX_BODY",
     "METHODS",
     "LoadConfig",
     "Stage",
     "parse_duration",
     "parse_latency",
+    "parse_size",
     "parse_stages",
     "validate_url",
 ]
@@ -28,6 +30,12 @@ __all__ = [
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*$")
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
+
+#: The largest response body a request reads (``max_body``) unless told otherwise: larger
+#: than the files a site serves, small enough that an endless body is cut in well under a
+#: second on a fast link. Bodies are streamed and discarded, so memory never depends on it.
+DEFAULT_MAX_BODY = 64 * 2**20
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 
@@ -40,6 +48,21 @@ def parse_duration(text: str) -> float:
     if not seconds > 0:
         raise ValueError(f"expected a duration of more than zero, got {text!r}")
     return seconds
+
+
+def parse_size(text: str) -> int:
+    """Bytes from ``65536``, ``64KiB``, ``10MB``, ``1GiB`` (KB/MB/GB are powers of 1000,
+    KiB/MiB/GiB of 1024); must be at least one byte."""
+    match = _SIZE.match(text)
+    if match is None:
+        raise ValueError(f"expected a size such as 65536, 64KiB, 10MB or 1GiB, got {text!r}")
+    unit = (match.group(2) or "b").lower()
+    base = 1024 if "i" in unit else 1000
+    power = "bkmgt".index(unit[0])
+    size = int(float(match.group(1)) * base**power)
+    if size < 1:
+        raise ValueError(f"expected a size of at least 1 byte, got {text!r}")
+    return size
 
 
 def parse_latency(text: str) -> float:
@@ -127,6 +150,10 @@ class LoadConfig:
       neither (and no stages) it runs for 10 s; with stages it lasts as long as they do.
     - ``processes``: that many processes, one event loop and one aiohttp session each; the
       concurrency, rate and request count are shared out and the reports merged.
+    - ``max_body``: bytes of a response body read at most. Bodies are streamed, counted and
+      discarded; past this the response counts as a ``body_too_large`` error and its
+      connection is dropped. A body that never ends is a ``timeout`` (``timeout`` bounds
+      the whole request, body included).
     """
 
     url: str
@@ -140,6 +167,7 @@ class LoadConfig:
     body: bytes | None = None
     timeout: float = 10.0
     processes: int = 1
+    max_body: int = DEFAULT_MAX_BODY
 
     def __post_init__(self) -> None:
         validate_url(self.url)
@@ -170,6 +198,7 @@ class LoadConfig:
             raise TypeError(f"body must be bytes or None, got {type(self.body).__name__}")
         _positive("timeout", self.timeout, (int, float))
         _positive("processes", self.processes, int)
+        _positive("max_body", self.max_body, int)
         if self.requests is not None and self.requests < self.processes:
             raise ValueError(
                 f"requests ({self.requests}) must be at least processes ({self.processes}): "

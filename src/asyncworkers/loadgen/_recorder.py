@@ -42,7 +42,7 @@ __all__ = [
 
 Outcome = int | str  # a status code, or an error kind
 
-ERROR_KINDS = ("connect", "timeout", "http_4xx", "http_5xx", "other")
+ERROR_KINDS = ("connect", "timeout", "body_too_large", "http_4xx", "http_5xx", "other")
 
 # Latencies are recorded in microseconds, from 1 us to one hour; longer ones are clamped.
 LOWEST_US = 1
@@ -184,6 +184,7 @@ class Recorder:
     open_model: bool
     ended_at: float | None = None
     sent: int = 0  # requests that left (set by the runner); more than requests if stopped
+    body_bytes: int = 0  # response body bytes read (and dropped), of every response
     late_sends: int = 0
     first_intended: float | None = None
     last_sent: float = 0.0
@@ -306,6 +307,7 @@ class Recorder:
             "ended_at": self.ended_at,
             "open_model": self.open_model,
             "sent": self.sent,
+            "body_bytes": self.body_bytes,
             "late_sends": self.late_sends,
             "achieved_rate": self.achieved_rate,
             "corrected": self.corrected.encode().decode("ascii"),
@@ -324,6 +326,7 @@ class Recorder:
             ended_at=data["ended_at"],
             open_model=data["open_model"],
             sent=data["sent"],
+            body_bytes=data.get("body_bytes", 0),
             late_sends=data["late_sends"],
             achieved_rate=data["achieved_rate"],
             corrected=HdrHistogram.decode(data["corrected"]),
@@ -352,6 +355,7 @@ class Recorder:
         )
         for part in parts:
             total.sent += part.sent
+            total.body_bytes += part.body_bytes
             total.late_sends += part.late_sends
             total.achieved_rate += part.achieved_rate
             total.corrected.add(part.corrected)

@@ -79,6 +79,10 @@ class LoadReport:
             "peak_window": {"start_s": best, "end_s": best + 1},
         }
 
+    def body_bytes_per_s(self) -> float:
+        """Mean response body bytes read per second over the run."""
+        return self.recorder.body_bytes / self.duration if self.duration > 0 else 0.0
+
     def timeline(self) -> list[dict[str, Any]]:
         """One entry per second from the start: requests and errors that ended in it, and
         their (corrected) latency p50 and p99."""
@@ -116,6 +120,8 @@ class LoadReport:
             "errors_by_kind": {kind: rec.errors_by_kind.get(kind, 0) for kind in ERROR_KINDS},
             "status_codes": {str(code): n for code, n in sorted(rec.status_codes.items())},
             "throughput": self.throughput(),
+            "body_bytes": rec.body_bytes,
+            "body_bytes_per_s": round(self.body_bytes_per_s(), 1),
             "latency_ms": self.latency_ms(),
             "timeline": self.timeline(),
         }
@@ -129,6 +135,8 @@ class LoadReport:
                 None if self.knee is None else {"rate": self.knee.rate, "p99_ms": self.knee.p99_ms}
             )
             data["knee_steps"] = self.steps
+        # what `asyncworkers load merge` adds up: the HDR histograms and per-second counts
+        data["recorder"] = rec.dump()
         return data
 
     def render(self, console: Console) -> None:
@@ -152,7 +160,8 @@ class LoadReport:
         rec = self.recorder
         model = "open" if self.open_model else "closed"
         table = Table(title=f"{self.config.method} {self.config.url} ({model} model)")
-        for heading in ("requests", "ok", "errors", "seconds", "mean req/s", "peak req/s"):
+        headings = ("requests", "ok", "errors", "seconds", "mean req/s", "peak req/s", "MB/s")
+        for heading in headings:
             table.add_column(heading, justify="right")
         throughput = self.throughput()
         row = [
@@ -162,6 +171,7 @@ class LoadReport:
             f"{self.duration:.2f}",
             f"{throughput['mean']:.1f}",
             f"{throughput['peak']:.0f}",
+            f"{self.body_bytes_per_s() / 1e6:.2f}",
         ]
         table.add_row(*row)
         return table

@@ -7,7 +7,6 @@ the call that made it (TypeError/ValueError naming the field), whatever the data
 from __future__ import annotations
 
 import json
-import math
 import time
 from typing import Any
 
@@ -15,7 +14,16 @@ import anyio
 
 from .._core._exceptions import JobCancelled
 from ._errors import JobDead
-from ._protocol import ENDED, MAX_PAYLOAD_BYTES, STATES, JobRecord, NewJob, State, Store
+from ._fields import (
+    MAX_PAYLOAD_BYTES,
+    check_limit,
+    check_text,
+    check_time,
+    encode_json,
+    run_at_from,
+    show,
+)
+from ._protocol import ENDED, STATES, JobRecord, NewJob, State, Store
 
 __all__ = [
     "decode_json",
@@ -34,27 +42,18 @@ def encode_args(args: object, *, task: str = "?") -> str:
         return "{}"
     if not isinstance(args, dict):
         raise TypeError(
-            f"job arguments of {task!r} must be a dict (the task's keyword arguments), "
+            f"job arguments of {show(task)} must be a dict (the task's keyword arguments), "
             f"got {type(args).__name__}"
         )
-    try:
-        text = json.dumps(args, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"job arguments of {task!r} are not JSON: {exc}") from None
-    if len(text.encode()) > MAX_PAYLOAD_BYTES:
-        raise ValueError(
-            f"job arguments of {task!r} are {len(text.encode())} bytes of JSON, "
-            f"more than the limit of {MAX_PAYLOAD_BYTES}"
-        )
-    return text
+    return encode_json(f"job arguments of {show(task)}", args, limit=MAX_PAYLOAD_BYTES)
 
 
 def encode_result(value: object, *, task: str = "?") -> str:
     """The JSON text of a task's return value; TypeError naming the task otherwise."""
     try:
-        return json.dumps(value, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"task {task!r} returned a value that is not JSON: {exc}") from None
+        return encode_json(f"the result of task {show(task)}", value)
+    except ValueError as exc:  # NUL, a lone surrogate, nested too deep: no JSON we keep
+        raise TypeError(str(exc)) from None
 
 
 def decode_json(text: str | None) -> Any:
@@ -73,32 +72,18 @@ def new_job(
     max_attempts: int = 3,
     key: str | None = None,
 ) -> NewJob:
-    """Check one job's fields and build its :class:`NewJob` (``delay`` becomes ``run_at``)."""
-    if not isinstance(task, str) or not task:
-        raise TypeError(f"task must be a non-empty str, got {task!r}")
-    _check_int("priority", priority)
-    if not isinstance(queue, str) or not queue:
-        raise TypeError(f"queue must be a non-empty str, got {queue!r}")
-    _check_int("max_attempts", max_attempts)
-    if max_attempts < 1:
-        raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
-    if key is not None and (not isinstance(key, str) or not key):
-        raise TypeError(f"key must be a non-empty str or None, got {key!r}")
-    if run_at is not None and delay is not None:
-        raise ValueError("give run_at or delay, not both")
-    if delay is not None:
-        _check_time("delay", delay)
-        if delay < 0:
-            raise ValueError(f"delay must be >= 0, got {delay}")
-        run_at = time.time() + delay
-    elif run_at is not None:
-        _check_time("run_at", run_at)
+    """Check one job's fields and build its :class:`NewJob` (``delay`` becomes ``run_at``).
+
+    TypeError or ValueError, naming the field, for a value outside what every store holds
+    (the ranges are in ``store._fields`` and docs/store.md).
+    """
+    check_text("task", task)  # first: the other messages name the task
     return NewJob(
         task=task,
         args_json=encode_args(args, task=task),
         priority=priority,
         queue=queue,
-        run_at=run_at,
+        run_at=run_at_from(delay, run_at, time.time()),
         max_attempts=max_attempts,
         key=key,
     )
@@ -108,9 +93,7 @@ def job_filters(
     *, state: object, queue: object, task: object, limit: object
 ) -> tuple[list[str], list[Any]]:
     """The checked filters of ``Store.jobs``: the columns to match and their values."""
-    _check_int("limit", limit)
-    if limit < 0:  # type: ignore[operator]  # an int, checked above
-        raise ValueError(f"limit must be >= 0, got {limit}")
+    check_limit(limit)
     if state is not None and state not in STATES:
         raise ValueError(f"state must be one of {', '.join(STATES)}, got {state!r}")
     columns: list[str] = []
@@ -118,8 +101,7 @@ def job_filters(
     for column, value in (("state", state), ("queue", queue), ("task", task)):
         if value is None:
             continue
-        if not isinstance(value, str) or not value:
-            raise TypeError(f"{column} must be a non-empty str or None, got {value!r}")
+        check_text(column, value)
         columns.append(column)
         values.append(value)
     return columns, values
@@ -127,7 +109,7 @@ def job_filters(
 
 def purge_states(older_than: object, states: object) -> tuple[State, ...]:
     """The checked arguments of ``Store.purge``: the states to delete (default: ended)."""
-    _check_time("older_than", older_than)
+    check_time("older_than", older_than)
     if states is None:
         return ENDED
     if isinstance(states, str) or not all(isinstance(s, str) for s in states):  # type: ignore[attr-defined]
@@ -139,16 +121,6 @@ def purge_states(older_than: object, states: object) -> tuple[State, ...]:
             f"purge deletes ended jobs only ({', '.join(ENDED)}), got {list(chosen)!r}"
         )
     return chosen
-
-
-def _check_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-
-
-def _check_time(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-        raise TypeError(f"{name} must be a number of seconds, got {value!r}")
 
 
 async def wait_result(store: Store, id: int, timeout: float | None) -> Any:

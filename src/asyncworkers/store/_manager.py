@@ -32,12 +32,12 @@ import signal
 import socket
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
@@ -45,11 +45,16 @@ from anyio.abc import TaskGroup, TaskStatus
 import asyncworkers as aw
 
 from ._errors import StoreUnavailable
+from ._fields import check_text
 from ._heartbeat import LeaseKeeper
 from ._jobs import encode_result
 from ._protocol import DEFAULT_LEASE, MAX_PAYLOAD_BYTES, Claimed, Store
 from ._tasks import TaskRegistry, TaskSpec
 from ._upkeep import check_retention, upkeep_loops
+
+if TYPE_CHECKING:
+    from ..ops import Options
+    from ..ops._server import Ops
 
 __all__ = ["Manager", "ManagerMetrics"]
 
@@ -77,7 +82,9 @@ class ManagerMetrics:
     ``lease_losses`` counts claims that were lost: the heartbeat found the claim gone, or the
     store refused (or never took) a write about it (a fenced late write, an outage longer
     than the lease, a full disk). Each lost claim is counted there once and nowhere else.
-    ``claim_latency`` times claim queries.
+    ``claim_latency`` times claim queries. ``outcomes`` splits the outcomes by
+    ``(task, queue, outcome)``, outcome one of ``succeeded``, ``retried``, ``dead`` and
+    ``released`` (a row of a task this worker does not know counts under ``<unknown>``).
     """
 
     claimed: int
@@ -90,6 +97,7 @@ class ManagerMetrics:
     lease_losses: int
     running: int
     claim_latency: aw.Latency
+    outcomes: Mapping[tuple[str, str, str], int] = field(default_factory=dict)
 
 
 class _Group:
@@ -143,6 +151,10 @@ class Manager:
         to the concurrency)
     :param handle_signals: the first SIGTERM/SIGINT stops gracefully, the second at once
     :param worker: this worker's name in the store (default ``host:pid``)
+    :param http: ``"HOST:PORT"`` to serve ``/healthz``, ``/readyz``, ``/metrics`` and the
+        dashboard on while the Manager runs (see :func:`asyncworkers.ops.serve`)
+    :param ops: :class:`asyncworkers.ops.Options` for that endpoint and the stuck-job
+        watchdog (an ``ops`` without ``http`` runs the watchdog alone)
     :param periodic: enqueue the due runs of the registry's periodic tasks (each run once,
         whatever the number of workers); False leaves that to other workers
     :param retention: delete the jobs that ended (succeeded, dead, cancelled) more than
@@ -162,6 +174,8 @@ class Manager:
         runtime: aw.Runtime | None = None,
         handle_signals: bool = False,
         worker: str | None = None,
+        http: str | None = None,
+        ops: Options | None = None,
         periodic: bool = True,
         retention: float | timedelta | None = None,
     ) -> None:
@@ -180,7 +194,16 @@ class Manager:
         self._grace = float(shutdown_grace)
         self._given_runtime = runtime
         self._handle_signals = handle_signals
-        self.worker = worker or f"{socket.gethostname()}:{os.getpid()}"
+        # checked here: a name the store refuses would fail every claim, for ever
+        self.worker = check_text("worker", worker or f"{socket.gethostname()}:{os.getpid()}")
+        from ..ops import Options, parse_address  # light: no aiohttp, no prometheus_client
+
+        self._http = None if http is None else parse_address(http)
+        if ops is not None and not isinstance(ops, Options):
+            raise TypeError(f"ops must be an aw.ops.Options or None, got {ops!r}")
+        self._ops_options = ops
+        self._ops: Ops | None = None
+        self._store_error: str | None = None  # the database is away: why
         self._upkeep = upkeep_loops(
             store, tasks, periodic=bool(periodic), retention=check_retention(retention)
         )
@@ -190,6 +213,7 @@ class Manager:
             ("claimed", "succeeded", "failed", "retried", "dead", "rejected", "released"), 0
         )
         self._lease_losses = 0
+        self._outcomes: Counter[tuple[str, str, str]] = Counter()
         self._claim_times: deque[float] = deque(maxlen=_LATENCY_WINDOW)
         self._claim_max = 0.0
         self._claim_count = 0
@@ -247,7 +271,21 @@ class Manager:
             await self._tg.start(self._signal_loop)
         self._keeper = LeaseKeeper(beat, self._lease, self._lost, self.worker)
         self._keeper.start()
+        if self._http is not None or self._ops_options is not None:
+            await self._start_ops()
         return self
+
+    async def _start_ops(self) -> None:
+        from ..ops import Options
+        from ..ops._server import Ops
+
+        self._ops = Ops(self, self._http, self._ops_options or Options())
+        try:
+            await self._ops.__aenter__()
+        except BaseException as exc:  # a port in use: undo the start, then say so
+            self._ops = None
+            await self.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
 
     async def __aexit__(
         self,
@@ -261,6 +299,8 @@ class Manager:
             with anyio.CancelScope(shield=True):
                 await self._shutdown()
         finally:
+            if self._ops is not None:  # served through the drain: /readyz said so
+                await self._ops.__aexit__(None, None, None)  # shields what must finish
             assert self._tg is not None
             self._tg.cancel_scope.cancel()
             await self._tg.__aexit__(None, None, None)
@@ -322,6 +362,35 @@ class Manager:
         """How many jobs this Manager holds a claim on right now."""
         return len(self._held)
 
+    def held_jobs(self) -> list[tuple[Claimed, aw.Job[Any] | None]]:
+        """The claims held now, each with its job on the runtime (None until submitted)."""
+        return [(held.claimed, held.job) for held in self._held.values()]
+
+    @property
+    def store(self) -> Store:
+        """The store this Manager works for."""
+        return self._store
+
+    @property
+    def runtime(self) -> aw.Runtime | None:
+        """The Runtime the jobs run on (None before the start)."""
+        return self._runtime
+
+    @property
+    def stopping(self) -> bool:
+        """True once a stop was asked for (draining, then stopped)."""
+        return self._stopping
+
+    @property
+    def store_error(self) -> str | None:
+        """While the database is away, the last error of a claim or sweep; else None."""
+        return self._store_error
+
+    @property
+    def ops(self) -> Ops | None:
+        """The operations endpoint and watchdog (``http=`` / ``ops=``), while running."""
+        return self._ops
+
     def metrics(self) -> ManagerMetrics:
         """A snapshot of the counters."""
         return ManagerMetrics(
@@ -329,6 +398,7 @@ class Manager:
             lease_losses=self._lease_losses,
             running=len(self._held),
             claim_latency=self._claim_latency(),
+            outcomes=dict(self._outcomes),
         )
 
     def _select(self, queue: str | None) -> list[_Group]:
@@ -381,6 +451,7 @@ class Manager:
             with anyio.CancelScope(shield=True):  # claimed rows must reach _held
                 claimed = await self._store.claim(group.queues, want, self._lease, self.worker)
         except Exception as exc:  # the database is away: wait and try again, never crash
+            self._store_error = _one_line(exc)
             if self._stop_on_fatal(exc):
                 return False
             self._claim_errors += 1
@@ -389,6 +460,7 @@ class Manager:
             await anyio.sleep(pause)
             return False
         self._claim_errors = 0
+        self._store_error = None
         self._record_claim(time.monotonic() - started)
         for item in claimed:
             self._take(item, group)
@@ -518,7 +590,7 @@ class Manager:
             if await self._write(
                 held, lambda: self._store.complete(held.claimed.id, held.claimed.token, text)
             ):
-                self._counts["succeeded"] += 1
+                self._count(held, "succeeded")
             return
         await self._write_failure(held, spec, error, retry=True)
 
@@ -541,7 +613,7 @@ class Manager:
         )
         if ok:
             self._counts["failed"] += 1
-            self._counts["retried" if again else "dead"] += 1
+            self._count(held, "retried" if again else "dead")
 
     async def _reject(self, held: _Held, reason: str) -> None:
         claimed = held.claimed
@@ -549,13 +621,13 @@ class Manager:
         text = f"rejected, never run: {reason}"[:_MAX_ERROR]
         if await self._write(held, lambda: self._store.fail(claimed.id, claimed.token, text, None)):
             self._counts["rejected"] += 1
-            self._counts["dead"] += 1
+            self._count(held, "dead")
 
     async def _release(self, held: _Held) -> None:
         if await self._write(
             held, lambda: self._store.release(held.claimed.id, held.claimed.token)
         ):
-            self._counts["released"] += 1
+            self._count(held, "released")
 
     async def _write(self, held: _Held, write: Callable[[], Awaitable[bool]]) -> bool:
         """One fenced write, shielded (a half-known outcome helps nobody), tried again while
@@ -590,6 +662,13 @@ class Manager:
             )
             self._count_loss(held)
         return ok
+
+    def _count(self, held: _Held, outcome: str) -> None:
+        """One outcome the store recorded, in the totals and by task and queue."""
+        self._counts[outcome] += 1
+        claimed = held.claimed
+        task = claimed.task if claimed.task in self._tasks else "<unknown>"
+        self._outcomes[(task, claimed.queue, outcome)] += 1
 
     def _count_loss(self, held: _Held) -> None:
         """The claim is lost: count it once, whoever (heartbeat or refused write) says so."""
@@ -628,9 +707,12 @@ class Manager:
             try:
                 count = await self._store.requeue_expired()
             except Exception as exc:
+                self._store_error = _one_line(exc)
                 if not self._stop_on_fatal(exc):
                     log.exception("requeue_expired failed")
             else:
+                if self._claim_errors == 0:
+                    self._store_error = None
                 if count:
                     log.info("put back %d job(s) whose lease expired", count)
                     self._poke()
@@ -699,15 +781,16 @@ def _groups(concurrency: int | Mapping[str, int], queues: Sequence[str] | None) 
             raise ValueError("concurrency={} names no queue")
         groups = []
         for queue, n in concurrency.items():
-            if not isinstance(queue, str) or not queue:
-                raise TypeError(f"concurrency keys must be queue names, got {queue!r}")
+            check_text("concurrency key", queue)
             _check_count(f"concurrency[{queue!r}]", n)
             groups.append(_Group(queue, [queue], n))
         return groups
     _check_count("concurrency", concurrency)
     if queues is not None:
-        if isinstance(queues, str) or not all(isinstance(q, str) and q for q in queues):
+        if isinstance(queues, str):
             raise TypeError(f"queues must be a list of queue names, got {queues!r}")
+        for queue in queues:
+            check_text("queues item", queue)
         if not queues:
             raise ValueError("queues=[] names no queue")
     return [_Group("*", None if queues is None else list(queues), concurrency)]

@@ -36,6 +36,17 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import asyncpg
 
 from ._errors import StoreError
+from ._fields import (
+    check_claim,
+    check_id,
+    check_json_text,
+    check_lease,
+    check_limit,
+    check_queue_filter,
+    check_timeout,
+    clean_error,
+    retry_time,
+)
 from ._jobs import EnqueueFields, decode_json, job_filters, purge_states, wait_result
 from ._pg_batch import CompletionBatcher, Write
 from ._pg_connect import Target, is_connection_lost, parse_target, unavailable, with_retries
@@ -244,7 +255,7 @@ class PostgresStore(EnqueueFields):
                     return await fn(conn, again)
                 except Exception as exc:
                     if is_connection_lost(exc):
-                        conn.terminate()  # never back into the pool: its state is unknown
+                        _discard(conn)
                     raise
 
         return await with_retries(self._target, once)
@@ -328,14 +339,9 @@ class PostgresStore(EnqueueFields):
         self, queues: Sequence[str] | None, limit: int, lease: float, worker: str
     ) -> list[Claimed]:
         """Claim up to *limit* due jobs, priority first then FIFO, each with a lease."""
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise ValueError(f"limit must be an int >= 1, got {limit!r}")
-        if isinstance(lease, bool) or not isinstance(lease, int | float) or not lease > 0:
-            raise ValueError(f"lease must be seconds > 0, got {lease!r}")
-        if queues is not None:
-            queues = list(queues)
-            if not queues:
-                return []
+        queues = check_claim(queues, limit, lease, worker)
+        if queues is not None and not queues:
+            return []
         sql = self._sql
         params: list[Any] = [limit, float(lease), worker, _CLAIM_GUARD_BYTES]
         statement = sql.claim_any
@@ -368,8 +374,7 @@ class PostgresStore(EnqueueFields):
     async def complete(self, id: int, token: int, result_json: str) -> bool:
         """Mark a claimed job succeeded; False when fenced out. Completions that arrive
         together are written by one statement (group commit)."""
-        if not isinstance(result_json, str):
-            raise TypeError(f"result_json must be JSON text (str), got {result_json!r}")
+        check_json_text("result_json", result_json)
         return await self._batcher.complete((id, token, result_json))
 
     async def _write_completions(self, writes: list[Write]) -> set[int]:
@@ -387,12 +392,12 @@ class PostgresStore(EnqueueFields):
     async def fail(self, id: int, token: int, error: str, retry_at: float | None) -> bool:
         """Record a failed attempt: queued again at *retry_at*, or dead (None, or out of
         attempts). False when fenced out."""
+        error = clean_error(error)
+        retry_at = retry_time(retry_at)
         sql = self._sql
 
         async def write(conn: Conn, again: bool) -> str | None:
-            state: str | None = await conn.fetchval(
-                sql.fail, id, token, str(error), retry_at, again
-            )
+            state: str | None = await conn.fetchval(sql.fail, id, token, error, retry_at, again)
             return state
 
         state = await self._run(write, worker=True)
@@ -414,6 +419,7 @@ class PostgresStore(EnqueueFields):
 
     async def heartbeat(self, held: Sequence[tuple[int, int]], lease: float) -> set[int]:
         """Renew the leases of ``(id, token)`` pairs; the ids whose lease is lost."""
+        check_lease(lease)
         if not held:
             return set()
         ids = [i for i, _ in held]
@@ -452,15 +458,17 @@ class PostgresStore(EnqueueFields):
     # -- people and tools ----------------------------------------------------------------
 
     async def get(self, id: int) -> JobRecord | None:
+        check_id(id)
         row = await self._run(lambda conn, _: conn.fetchrow(self._sql.get, id))
         return None if row is None else _record(row)
 
     async def result(self, id: int, timeout: float | None = None) -> Any:
         """Wait for the job to end; its result (``JobDead``, ``JobCancelled``, ``KeyError``,
         ``TimeoutError`` otherwise)."""
-        return await wait_result(self, id, timeout)
+        return await wait_result(self, check_id(id), check_timeout("timeout", timeout))
 
     async def counts(self, queue: str | None = None) -> dict[State, int]:
+        check_queue_filter(queue)
         rows = await self._run(lambda conn, _: conn.fetch(self._sql.counts, queue))
         found = {r["state"]: r["n"] for r in rows}
         return {state: found.get(state, 0) for state in STATES}
@@ -477,13 +485,13 @@ class PostgresStore(EnqueueFields):
         return None if row is None else _record(row)
 
     async def dead(self, limit: int = 100) -> list[JobRecord]:
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-            raise ValueError(f"limit must be an int >= 0, got {limit!r}")
+        check_limit(limit)
         rows = await self._run(lambda conn, _: conn.fetch(self._sql.dead, limit))
         return [_record(r) for r in rows]
 
     async def retry(self, id: int) -> bool:
         """A dead or cancelled job gets a fresh set of attempts; False otherwise."""
+        check_id(id)
         row = await self._run(lambda conn, _: conn.fetchval(self._sql.retry, id))
         if row is not None:
             await self._notify()
@@ -491,6 +499,7 @@ class PostgresStore(EnqueueFields):
 
     async def cancel(self, id: int) -> bool:
         """Cancel a queued job; False when it is not waiting."""
+        check_id(id)
         return await self._run(lambda conn, _: conn.fetchval(self._sql.cancel, id)) is not None
 
     async def jobs(
@@ -586,3 +595,15 @@ def _record(row: asyncpg.Record) -> JobRecord:
         lease_until=row["lease_until"],
         worker=row["worker"],
     )
+
+
+def _discard(conn: Conn) -> None:
+    """Keep a connection whose state is unknown out of the pool.
+
+    When the server ends a connection mid-query, asyncpg may already have handed the pool's
+    proxy back (its connection-lost path releases it) by the time the error reaches us; the
+    proxy then refuses every call with InterfaceError, and the pool replaces the dead
+    connection itself. Either way it never serves another query.
+    """
+    with contextlib.suppress(asyncpg.InterfaceError):
+        conn.terminate()

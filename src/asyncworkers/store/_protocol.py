@@ -43,6 +43,8 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from ._fields import MAX_PAYLOAD_BYTES, check_job
+
 __all__ = [
     "DEFAULT_LEASE",
     "ENDED",
@@ -71,17 +73,14 @@ PURGE_BATCH = 1000
 #: Seconds a claim holds a job before another worker may take it over (the Manager renews it).
 DEFAULT_LEASE = 30.0
 
-#: The largest ``args`` JSON text (UTF-8 bytes) a store accepts at enqueue; a larger row found
-#: at claim time (written behind the store's back) is dead-lettered, never run.
-MAX_PAYLOAD_BYTES = 1_000_000
-
 
 @dataclass(frozen=True, slots=True)
 class NewJob:
-    """One job to enqueue, already checked: ``args_json`` is the JSON text of a dict.
+    """One job to enqueue, checked when made: ``args_json`` is the JSON text of a dict.
 
-    Build it with :func:`asyncworkers.store._jobs.new_job`, which validates every field and
-    turns ``delay`` into ``run_at``.
+    Build it with :func:`asyncworkers.store.new_job`, which encodes the arguments and turns
+    ``delay`` into ``run_at``. Made directly, its fields are checked all the same (the
+    ranges of ``store._fields``): no value that a store cannot hold reaches a driver.
     """
 
     task: str
@@ -91,6 +90,17 @@ class NewJob:
     run_at: float | None = None  # None: now (the store's clock)
     max_attempts: int = 3
     key: str | None = None  # idempotency: a second job with this key is not created
+
+    def __post_init__(self) -> None:
+        check_job(
+            self.task,
+            self.args_json,
+            self.priority,
+            self.queue,
+            self.run_at,
+            self.max_attempts,
+            self.key,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +138,7 @@ class JobRecord:
     started_at: float | None  # the latest claim
     finished_at: float | None
     lease_until: float | None = None
-    worker: str | None = None
+    worker: str | None = None  # who ran the latest attempt (None: never run, or released)
 
 
 @runtime_checkable

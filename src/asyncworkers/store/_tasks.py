@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from .._core._retry import Retry
 from .._core._units import Kind
 from ._errors import TaskExited
+from ._fields import MAX_ATTEMPTS, MAX_PRIORITY, MIN_PRIORITY, check_int, check_text
 from ._jobs import encode_args, new_job
 from ._protocol import NewJob, Store
 from ._schedule import Periodic, make_schedule, runs_after_downtime
@@ -318,10 +319,12 @@ def _check_options(
     priority: int,
     queue: str,
 ) -> None:
-    if name is not None and (not isinstance(name, str) or not name):
-        raise TypeError(f"task name must be a non-empty str, got {name!r}")
+    if name is not None:
+        check_text("task name", name)
     if retry is not None and not isinstance(retry, Retry):
         raise TypeError(f"retry must be an aw.Retry, got {retry!r}")
+    if retry is not None:  # its attempts become each job's max_attempts
+        check_int("retry.attempts", retry.attempts, 1, MAX_ATTEMPTS)
     if timeout is not None:
         if isinstance(timeout, bool) or not isinstance(timeout, int | float):
             raise TypeError(f"timeout must be a number of seconds, got {timeout!r}")
@@ -329,7 +332,6 @@ def _check_options(
             raise ValueError(f"timeout must be > 0, got {timeout!r}")
     if kind is not None and kind not in _KINDS:
         raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
-    if isinstance(priority, bool) or not isinstance(priority, int):
-        raise TypeError(f"priority must be an int, got {priority!r}")
-    if not isinstance(queue, str) or not queue:
-        raise TypeError(f"queue must be a non-empty str, got {queue!r}")
+    # the job defaults: refused here, not at each enqueue (the ranges of store._fields)
+    check_int("priority", priority, MIN_PRIORITY, MAX_PRIORITY)
+    check_text("queue", queue)

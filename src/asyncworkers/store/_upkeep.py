@@ -25,8 +25,10 @@ __all__ = ["check_retention", "upkeep_loops"]
 
 log = logging.getLogger("asyncworkers.store")
 
-# Purge at most this often (and at least every tenth of the retention).
-_PURGE_EVERY = 3600.0
+# Purge every tenth of the retention, but no more often than every few seconds (a tiny
+# retention must not make a busy loop) nor less often than hourly.
+_PURGE_MIN = 5.0
+_PURGE_MAX = 3600.0
 
 
 def check_retention(retention: object) -> float | None:
@@ -56,7 +58,7 @@ def upkeep_loops(
 
 async def _retain(store: Store, retention: float) -> None:
     """Delete the jobs that ended more than *retention* seconds ago, now and then."""
-    every = min(retention / 10, _PURGE_EVERY)
+    every = min(max(retention / 10, _PURGE_MIN), _PURGE_MAX)
     while True:
         try:
             deleted = await store.purge(time.time() - retention)
