@@ -357,6 +357,7 @@ class SyncRuntime:
         """The task that owns the runtime, for the whole life of the loop."""
         thread = threading.current_thread()
         thread.name = f"asyncworkers-sync-{id(self):x}"
+        _mark_asyncio_thread()
         self._host_done = anyio.Event()
         try:
             with anyio.CancelScope() as self._host_scope:
@@ -758,6 +759,22 @@ class SyncRuntime:
 
     def __repr__(self) -> str:
         return f"<SyncRuntime state={self._state} loop={self.loop} runtime={self._runtime!r}>"
+
+
+def _mark_asyncio_thread() -> None:
+    """Tell anyio, through sniffio when it is installed, that this thread runs asyncio.
+
+    The intake is drained in a plain callback on the loop, outside any task, and handing it
+    a job may start a worker (anyio's ``start_soon``), which asks sniffio what runs here:
+    sniffio finds asyncio only from inside a task, or from this per-thread name, which its
+    documentation offers to threads that run an event loop. Without sniffio, anyio finds the
+    running loop itself.
+    """
+    try:
+        import sniffio
+    except ImportError:
+        return
+    sniffio.thread_local.name = "asyncio"
 
 
 def _outcome(future: Future[T]) -> T | BaseException:
