@@ -86,41 +86,55 @@ class JobTimes:
 
 
 class StoreReading:
-    """The store's queue depth, oldest waiting job and dead letters, read at most once per
-    *refresh* seconds; callers in between share the last reading (or the one under way)."""
+    """The store's queue depth, oldest waiting job and dead letters, read in the background
+    at most once per *refresh* seconds, and only while somebody looks (a scrape, the
+    dashboard): a scrape never waits for the store (counting 100k rows takes SQLite a good
+    part of a second), it gets the last reading. Before the first one ends, ``read_at`` is
+    None and the store families are left out."""
 
     def __init__(self, view: View, refresh: float) -> None:
         self._view = view
         self._refresh = refresh
-        self._lock = anyio.Lock()
-        self.read_at = -float("inf")  # time.monotonic() of the last attempt
+        self._asked = anyio.Event()
+        self.read_at: float | None = None  # time.monotonic() of the last reading that ended
         self.queues: dict[str, dict[str, int]] = {}
         self.oldest: JobRecord | None = None
         self.dead: list[JobRecord] = []
         self.error: str | None = None
         self.seconds = 0.0  # how long the last reading took
 
-    async def fresh(self) -> None:
-        """Read the store if the last reading is older than *refresh*."""
-        store = self._view.store
-        if store is None or time.monotonic() - self.read_at < self._refresh:
+    def ask(self, *, now: bool = False) -> None:
+        """Somebody looks: read again if the last reading is older than *refresh* (or at
+        once with *now*, after an action changed the store)."""
+        if now or self.read_at is None or time.monotonic() - self.read_at >= self._refresh:
+            self._asked.set()
+
+    async def run(self) -> None:
+        """The background reader (a task of the endpoint)."""
+        if self._view.store is None:
             return
-        async with self._lock:
-            if time.monotonic() - self.read_at < self._refresh:
-                return  # another caller read it while we waited
-            started = time.monotonic()
-            try:
-                queues = await store.queue_counts()
-                oldest = await store.oldest_waiting()
-                dead = await store.dead(DEAD_SHOWN)
-            except Exception as exc:  # the database is away: say so, keep the old figures
-                self.error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
-            else:
-                self.queues = {q: {str(k): v for k, v in c.items()} for q, c in queues.items()}
-                self.oldest, self.dead, self.error = oldest, dead, None
-            finally:
-                self.read_at = time.monotonic()
-                self.seconds = self.read_at - started
+        self._asked.set()  # a first reading at the start, ready for the first look
+        while True:
+            await self._asked.wait()
+            self._asked = anyio.Event()
+            await self.read()
+            await anyio.sleep(self._refresh)
+
+    async def read(self) -> None:
+        store = self._view.store
+        assert store is not None
+        started = time.monotonic()
+        try:
+            queues = await store.queue_counts()
+            oldest = await store.oldest_waiting()
+            dead = await store.dead(DEAD_SHOWN)
+        except Exception as exc:  # the database is away: say so, keep the old figures
+            self.error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+        else:
+            self.queues = {q: {str(k): v for k, v in c.items()} for q, c in queues.items()}
+            self.oldest, self.dead, self.error = oldest, dead, None
+        self.read_at = time.monotonic()
+        self.seconds = self.read_at - started
 
 
 class Stuck:
@@ -208,7 +222,7 @@ def _families(
     yield CounterMetricFamily(
         "asyncworkers_stuck_jobs_found", "Jobs the watchdog found stuck.", value=stuck.found_total
     )
-    if view.store is not None:
+    if view.store is not None and reading.read_at is not None:
         yield from _store_families(reading)
 
 

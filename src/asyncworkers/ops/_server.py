@@ -107,6 +107,7 @@ class Ops:
         await self._tg.__aenter__()
         try:
             self._tg.start_soon(self._sample_history)
+            self._tg.start_soon(self.reading.run)
             if self.watchdog is not None:
                 self._tg.start_soon(self.watchdog.run)
             if self._address is not None:
@@ -208,7 +209,7 @@ class Ops:
         from aiohttp import web
         from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-        await self.reading.fresh()
+        self.reading.ask()
         body = generate_latest(self._registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -227,7 +228,7 @@ class Ops:
     async def _status(self, request: web.Request) -> web.Response:
         from aiohttp import web
 
-        await self.reading.fresh()
+        self.reading.ask()
         return web.json_response(_dashboard.status(self), headers=_NO_STORE)
 
     async def _act(self, request: web.Request) -> web.Response:
@@ -249,7 +250,7 @@ class Ops:
         except Exception as exc:
             log.warning("dashboard %s of job %s failed: %r", action, job_id, exc)
             return web.json_response({"error": f"{type(exc).__name__}: {exc}"}, status=503)
-        self.reading.read_at = -float("inf")  # show the change at the next poll
+        self.reading.ask(now=True)  # show the change at the next polls
         log.info("dashboard: %s of job %s %s", action, job_id, "done" if done else "refused")
         return web.json_response({"ok": done}, status=200 if done else 409)
 
