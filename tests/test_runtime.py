@@ -39,7 +39,6 @@ from _helpers import (
     wait_in_thread,
 )
 from asyncworkers._core import _runtime as runtime_module
-from asyncworkers._core._options import Options
 from asyncworkers._core._queue import JobQueue
 
 
@@ -1721,16 +1720,16 @@ async def test_a_worker_that_fails_on_an_internal_bug_is_restarted_and_counted(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with aw.Runtime(1) as rt:
-        original = rt._run_scoped
+        original = rt._settle
         calls: list[int] = []
 
-        async def broken(job: aw.Job[Any], opts: Options) -> None:
+        def broken(job: aw.Job[Any], value: Any, error: BaseException | None) -> None:
             calls.append(job.id)
             if len(calls) == 1:
                 raise RuntimeError("internal bug")
-            await original(job, opts)
+            original(job, value, error)
 
-        monkeypatch.setattr(rt, "_run_scoped", broken)
+        monkeypatch.setattr(rt, "_settle", broken)
         with caplog.at_level(logging.ERROR, logger="asyncworkers"):
             victim = rt.submit_nowait(double, 1, timeout=30)
             with no_hang():

@@ -15,7 +15,6 @@ Cancelling an inline job injects a ``task.cancel()`` into its worker and takes i
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
 import logging
 import math
@@ -38,13 +37,13 @@ import anyio
 from anyio.abc import TaskGroup
 
 from ._bridges import JobRaised, keep_alive_while, run_in_process, run_in_thread
-from ._cancel import CancellationToken, _in_loop
 from ._exceptions import AsyncworkersError, JobCancelled, JobTimeout, QueueFull, RuntimeClosed
 from ._lifecycle import Lifecycle
 from ._metrics import Metrics, Recorder
 from ._options import (
     JobOptions,
     Options,
+    OptionsMemo,
     OtherOptions,
     parse_options,
     parse_unit,
@@ -166,6 +165,7 @@ class Runtime:
         "_live",
         "_loop",
         "_max_pending",
+        "_memo",
         "_metrics",
         "_paused",
         "_plain_async",
@@ -235,6 +235,7 @@ class Runtime:
         # The options shared by the jobs submitted without any, by kind.
         self._plain_async = Options("async", self)
         self._plain_thread = Options("thread", self)
+        self._memo = OptionsMemo()
 
         self._tg: TaskGroup | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -385,6 +386,7 @@ class Runtime:
         self._finish_close(force=True)
 
     def _finish_close(self, *, force: bool) -> None:
+        self._memo.clear()  # it holds the last options, a token among them
         self._stop_workers(force=force)
         if self._thread_pool is not None:
             self._thread_pool.close()
@@ -438,8 +440,12 @@ class Runtime:
         if _running_loop() is not self._intake_loop:
             raise self._not_open()
         if options or priority.__class__ not in _PLAIN_INTS:
-            checked = parse_options(self, fn, args, None, options, priority)
-            return self._accept(fn, args, None, *checked)
+            # A loop submitting with the same timeout or token checks them once.
+            opts = self._memo.lookup(options, fn) if priority.__class__ in _PLAIN_INTS else None
+            if opts is None:
+                priority, opts = parse_options(self, fn, args, None, options, priority)
+                self._memo.remember(options, fn, opts)
+            return self._accept(fn, args, None, priority, opts)
         # The fast path, for jobs with no options but a plain int priority: _accept without
         # a token to link, inlined (a call costs a twentieth of what a job does here).
         try:  # a function or bound method: its code object says if it is async
@@ -637,12 +643,11 @@ class Runtime:
         metrics.submitted = job_id = metrics.submitted + 1  # ids count the submitted jobs
         job: Job[Any] = Job(job_id, fn, args, priority, opts, _now(), extras)
         token = opts.token
-        if token is not None:
-            assert self._loop is not None
-            cancel = functools.partial(self._cancel_for_token, job, token)
-            if not token._link(job, _in_loop(self._loop, cancel)):
-                self._end(job, _CANCELLED, JobCancelled(token.reason))
-                return job
+        # The job's own bound method: one object per job, and _cancel_job hops onto the
+        # loop when the token is cancelled in another thread.
+        if token is not None and not token._link(job, job._cancel_for_token):
+            self._end(job, _CANCELLED, JobCancelled(token.reason))
+            return job
         self._queue.push(job)
         if self._idle:
             self._wake_worker()
@@ -907,6 +912,8 @@ class Runtime:
         run_samples = metrics.run_time.samples
         assert self._loop is not None
         new_future = self._loop.create_future
+        call_later = self._loop.call_later
+        expire = self._expire_inline
         park = self._park
         room_waiters = self._room_waiters
         streak = 0  # jobs run since this worker last let the loop run
@@ -932,7 +939,7 @@ class Runtime:
             job._started_at = started = _now()
             wait_samples.append(started - job._queued_at)
             opts = job._opts
-            if opts.inline:
+            if opts.inline and not opts.guarded:
                 # The hot path, kept in this loop: a helper coroutine per job costs as much
                 # as the job. See _cancel_job for INJECTED.
                 try:
@@ -973,6 +980,43 @@ class Runtime:
                         if extras.hook is INJECTED:
                             task.uncancel()
                         self._stopped(job)
+            elif opts.guarded:
+                # A timeout or a token: still inline, no task and no cancel scope. The
+                # deadline is a timer and a token's cancel goes through _cancel_job; both
+                # stop the job by injecting task.cancel(), taken back with uncancel() as
+                # asyncio.timeout() does, so that the job's own scopes and timeouts nest.
+                timeout = opts.timeout
+                timer = None if timeout is None else call_later(timeout, expire, job, task)
+                if opts.token is not None:
+                    job._set_hook(task)  # where _cancel_job finds the task to stop
+                try:
+                    extras = job._extras
+                    if extras is None or extras.kwargs is None:
+                        value = await job.fn(*job.args)
+                    else:
+                        value = await job.fn(*job.args, **extras.kwargs)
+                except asyncio.CancelledError:
+                    if timer is not None:
+                        timer.cancel()
+                    if job._hook is not INJECTED or task.uncancel():
+                        raise  # not (only) ours: the worker itself is being cancelled
+                    self._stopped(job)
+                except (KeyboardInterrupt, SystemExit):
+                    if timer is not None:
+                        timer.cancel()
+                    raise
+                except BaseException as exc:  # an Exception, GeneratorExit, a user class
+                    if timer is not None:
+                        timer.cancel()
+                    if job._hook is INJECTED:
+                        task.uncancel()
+                    self._settle(job, None, exc)
+                else:
+                    if timer is not None:
+                        timer.cancel()
+                    if job._hook is INJECTED:  # it swallowed the cancel: the stop wins
+                        task.uncancel()
+                    self._settle(job, value, None)
             elif opts.scoped:
                 await self._run_scoped(job, opts)
             else:
@@ -1024,7 +1068,22 @@ class Runtime:
 
     # -- running one job off the hot path ----------------------------------------------
 
+    def _expire_inline(self, job: Job[Any], task: asyncio.Task[Any]) -> None:
+        """An inline job's deadline: stop it with JobTimeout, unless a stop came first (a
+        stop beats a timeout; one that the job asked for itself, which injects nothing, is
+        carried out now). The timer is cancelled when the attempt ends."""
+        if job._state is not _RUNNING:
+            return
+        if job._stop is None:
+            timeout = job._opts.timeout
+            job._ask_to_stop(JobTimeout(f"job {job.name!r} timed out after {timeout} s"))
+        if job._hook is not INJECTED:
+            task.cancel()
+            job._set_hook(INJECTED)
+
     async def _run_scoped(self, job: Job[Any], opts: Options) -> None:
+        """A process job, under an anyio cancel scope: the process bridge is anyio code,
+        and its cancellation stops the worker process."""
         timeout = opts.timeout
         deadline = math.inf if timeout is None else anyio.current_time() + timeout
         value: Any = None
@@ -1033,13 +1092,8 @@ class Runtime:
         with anyio.CancelScope(deadline=deadline) as scope:
             extras.hook = scope
             try:
-                if opts.kind == "process":
-                    assert self._process_limiter is not None
-                    value = await run_in_process(job, self._process_limiter)
-                elif extras.kwargs is None:
-                    value = await job.fn(*job.args)
-                else:
-                    value = await job.fn(*job.args, **extras.kwargs)
+                assert self._process_limiter is not None
+                value = await run_in_process(job, self._process_limiter)
             except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
                 raise  # the scope's (or the worker's) cancellation, or asyncio's meaning
             except BaseException as exc:
@@ -1174,7 +1228,10 @@ class Runtime:
 
     # -- cancelling ----------------------------------------------------------------------
 
-    def _cancel_job(self, job: Job[Any], reason: str | None) -> bool:
+    def _cancel_job(
+        self, job: Job[Any], reason: str | None, task: asyncio.Task[Any] | None = None
+    ) -> bool:
+        """Cancel *job*; *task* is the worker task running it, when the caller knows."""
         if job.done():
             return False
         loop = self._loop
@@ -1203,8 +1260,13 @@ class Runtime:
             hook = job._ask_to_stop(JobCancelled(reason))
             if isinstance(hook, anyio.CancelScope):
                 hook.cancel()
-            elif job._opts.inline:
-                task = self._task_running(job)
+            elif job._opts.inline and hook is not INJECTED:
+                # One injected cancel per attempt, as asyncio.timeout() sends one: a stop
+                # after a timeout fired only changes the outcome to CANCELLED.
+                if hook is not None:  # a job with a token keeps its worker task there
+                    task = hook  # type: ignore[assignment]
+                elif task is None:
+                    task = self._task_running(job)
                 if task is not None and task is not asyncio.current_task():
                     task.cancel()
                     job._set_hook(INJECTED)
@@ -1218,9 +1280,6 @@ class Runtime:
                 return worker.task
         return None
 
-    def _cancel_for_token(self, job: Job[Any], token: CancellationToken) -> None:
-        self._cancel_job(job, token.reason)
-
     def _cancel_waiting(self, reason: str) -> None:
         """Cancel the queued jobs and those backing off before a retry."""
         for job in self._queue.drain():
@@ -1230,8 +1289,10 @@ class Runtime:
 
     def _cancel_all(self, reason: str) -> None:
         self._cancel_waiting(reason)
-        for job in self.running_jobs():
-            self._cancel_job(job, reason)
+        for worker in list(self._workers):  # with its task: no search per job
+            job = worker.job
+            if job is not None and job._state is _RUNNING:
+                self._cancel_job(job, reason, worker.task)
 
     async def _until_idle(self) -> None:
         while self._unfinished():

@@ -255,7 +255,7 @@ class PostgresStore(EnqueueFields):
                     return await fn(conn, again)
                 except Exception as exc:
                     if is_connection_lost(exc):
-                        conn.terminate()  # never back into the pool: its state is unknown
+                        _discard(conn)
                     raise
 
         return await with_retries(self._target, once)
@@ -595,3 +595,15 @@ def _record(row: asyncpg.Record) -> JobRecord:
         lease_until=row["lease_until"],
         worker=row["worker"],
     )
+
+
+def _discard(conn: Conn) -> None:
+    """Keep a connection whose state is unknown out of the pool.
+
+    When the server ends a connection mid-query, asyncpg may already have handed the pool's
+    proxy back (its connection-lost path releases it) by the time the error reaches us; the
+    proxy then refuses every call with InterfaceError, and the pool replaces the dead
+    connection itself. Either way it never serves another query.
+    """
+    with contextlib.suppress(asyncpg.InterfaceError):
+        conn.terminate()

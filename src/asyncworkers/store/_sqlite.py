@@ -37,6 +37,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import anyio
+import anyio.lowlevel
 
 from ._errors import StoreError, StoreFull, StoreUnavailable
 from ._fields import (
@@ -65,6 +66,13 @@ _WATCH_INTERVAL = 0.02
 # Free bytes under which a disk I/O error is taken for a full disk: a WAL frame is a page
 # (4 KiB), the shared-memory index grows by 32 KiB.
 _FULL_BELOW = 64 * 1024
+
+# A single enqueue is written on the event loop's thread when it is this small and the
+# write lock is free (see SQLiteStore._enqueue_inline); a bigger one goes to the thread.
+_INLINE_MAX_BYTES = 16 * 1024
+# Inline commits between two checkpoints (run in the thread, PASSIVE): a one-row commit
+# adds 2-4 pages to the log, so this keeps it near SQLite's own 1000-page threshold.
+_INLINE_CHECKPOINT_EVERY = 256
 
 # JobRecord's fields, in its order.
 _COLUMNS = (
@@ -102,14 +110,32 @@ class _Pending:
             self.failure = value
 
 
+class _Busy:
+    """What :meth:`_Database.write_now` returns when the write lock is taken."""
+
+
+BUSY = _Busy()
+
+
 class _Database:
-    """One sqlite3 connection, used by one thread at a time, with busy waits and retries."""
+    """One sqlite3 connection, used by one thread at a time, with busy waits and retries.
+
+    *inline*: the connection of the event loop's own thread (see ``SQLiteStore._inline``):
+    it never checkpoints by itself, since a checkpoint waits for the disk.
+    """
 
     def __init__(
-        self, path: str, busy_timeout: float, locked_give_up: float, *, read_only: bool = False
+        self,
+        path: str,
+        busy_timeout: float,
+        locked_give_up: float,
+        *,
+        read_only: bool = False,
+        inline: bool = False,
     ) -> None:
         self.path = path
         self.read_only = read_only
+        self.inline = inline
         self._busy_timeout = busy_timeout
         self._give_up = locked_give_up
         self._lock = threading.Lock()
@@ -130,6 +156,8 @@ class _Database:
             if mode != "wal":  # asked only when needed: the switch is a write
                 mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             conn.execute("PRAGMA synchronous=NORMAL")
+            if self.inline:
+                conn.execute("PRAGMA wal_autocheckpoint=0")
         except sqlite3.DatabaseError as exc:
             conn.close()
             if _busy(exc):
@@ -214,6 +242,23 @@ class _Database:
         with self._lock:
             conn = self._connection()
             return self._retry_busy(lambda: _transaction(conn, fn))
+
+    def write_now(self, fn: Callable[[sqlite3.Connection], T]) -> T | _Busy:
+        """Run *fn* in a ``BEGIN IMMEDIATE`` transaction, or return :data:`BUSY` at once
+        when another connection holds the write lock (never waits, never retries)."""
+        with self._lock:
+            conn = self._connection()
+            try:
+                return _transaction(conn, fn)
+            except sqlite3.OperationalError as exc:
+                if _busy(exc):
+                    return BUSY
+                raise sqlite_error(self.path, exc) from exc
+
+    def checkpoint(self) -> None:
+        """Copy the write-ahead log into the file, as far as no reader needs it (PASSIVE)."""
+        with self._lock:
+            self._retry_busy(lambda: self._connection().execute("PRAGMA wal_checkpoint(PASSIVE)"))
 
     def write_batch(self, fns: list[Callable[[sqlite3.Connection], Any]]) -> list[_Outcome]:
         """Run each of *fns* in one transaction, each under a savepoint of its own, so that
@@ -351,6 +396,9 @@ class SQLiteStore(EnqueueFields):
         self._busy_timeout = float(busy_timeout)
         self._give_up = float(locked_give_up)
         self._db = _Database(text, self._busy_timeout, self._give_up, read_only=read_only)
+        # the loop thread's own connection, for single enqueues (None: read-only, or closed)
+        self._inline: _Database | None = None
+        self._inline_commits = 0  # since the last checkpoint
         self._limiter: anyio.CapacityLimiter | None = None
         self._queue: list[_Pending] = []  # writes waiting for the next batch
         self._flushing: anyio.Event | None = None  # set when the batch under way is done
@@ -411,7 +459,10 @@ class SQLiteStore(EnqueueFields):
             # Shielded: the batch carries other tasks' writes, whose outcomes must reach
             # them even if the task running it is cancelled (it sees that right after).
             with anyio.CancelScope(shield=True):
-                outcomes = await self._call(lambda: self._db.write_batch([i.fn for i in batch]))
+                checkpoint = self._inline_commits >= _INLINE_CHECKPOINT_EVERY
+                if checkpoint:
+                    self._inline_commits = 0
+                outcomes = await self._call(lambda: self._write_batch(batch, checkpoint))
         except Exception as exc:  # the whole batch failed (not open, locked for too long)
             for item in batch:
                 item.settle((False, exc))
@@ -421,6 +472,14 @@ class SQLiteStore(EnqueueFields):
         finally:
             self._flushing = None
             flushed.set()
+
+    def _write_batch(self, batch: list[_Pending], checkpoint: bool) -> list[_Outcome]:
+        """In the thread: the batch, then the checkpoint the inline enqueues put off."""
+        outcomes = self._db.write_batch([i.fn for i in batch])
+        if checkpoint:
+            with contextlib.suppress(StoreError):  # the log waits for the next one
+                self._db.checkpoint()
+        return outcomes
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await self._call(lambda: self._db.read(fn))
@@ -439,14 +498,21 @@ class SQLiteStore(EnqueueFields):
                 _check_readable(self.path, version)
             elif version != len(MIGRATIONS):
                 await self._write(_migrate)
+            if not self.read_only:
+                inline = _Database(self.path, 0.0, self._give_up, inline=True)
+                await self._call(inline.connect)
+                self._inline = inline
         except BaseException:
             await self._call(self._db.close)
             raise
         self._opened = True
 
     async def close(self) -> None:
-        """Close the connection (idempotent)."""
+        """Close the connections (idempotent)."""
         self._opened = False
+        inline, self._inline = self._inline, None
+        if inline is not None:
+            await self._call(inline.close)
         await self._call(self._db.close)
 
     # -- enqueue -------------------------------------------------------------------------
@@ -463,9 +529,40 @@ class SQLiteStore(EnqueueFields):
                 raise TypeError(f"enqueue_many() takes NewJob items, got {job!r}")
         if not batch:
             return []
+        if len(batch) == 1:
+            await anyio.lowlevel.checkpoint()  # a cancelled caller enqueues nothing
+            job_id = self._enqueue_inline(batch[0])
+            if job_id is not None:
+                self._local_enqueues += 1
+                return [job_id]
         ids = await self._write(lambda conn: _insert(conn, batch, time.time()))
         self._local_enqueues += 1
         return ids
+
+    def _enqueue_inline(self, job: NewJob) -> int | None:
+        """Insert one small job on the loop's own thread, if that cannot wait; else None.
+
+        A thread hop costs more than the insert: a one-row commit in WAL mode with
+        ``synchronous=NORMAL`` is a write to the log, no flush (~20-40 us here), while a
+        hop there and back wakes a thread and then the loop, and on a busy machine each
+        wake-up waits for a core. What could block the loop goes to the thread instead:
+        another connection holding the write lock (this connection waits for no lock: it
+        gives up at once), a big payload, and the checkpoint (which flushes to disk; this
+        connection never runs one itself, every _INLINE_CHECKPOINT_EVERY commits the
+        thread does).
+        """
+        inline = self._inline
+        if (
+            inline is None
+            or self._inline_commits >= _INLINE_CHECKPOINT_EVERY
+            or len(job.args_json) > _INLINE_MAX_BYTES
+        ):
+            return None
+        job_id = inline.write_now(lambda conn: _insert_one(conn, job, time.time()))
+        if isinstance(job_id, _Busy):
+            return None
+        self._inline_commits += 1
+        return job_id
 
     # -- the Manager's side --------------------------------------------------------------
 
@@ -802,6 +899,8 @@ def _migrate(conn: sqlite3.Connection) -> None:
 
 def _insert(conn: sqlite3.Connection, jobs: list[NewJob], now: float) -> list[int]:
     """Insert in order; runs of jobs without a key go through one executemany each."""
+    if len(jobs) == 1:  # no sequence reads for a lone job
+        return [_insert_one(conn, jobs[0], now)]
     ids: list[int] = []
     run: list[NewJob] = []
     for job in jobs:
@@ -813,6 +912,14 @@ def _insert(conn: sqlite3.Connection, jobs: list[NewJob], now: float) -> list[in
         ids.append(_insert_keyed(conn, job, now))
     ids.extend(_insert_run(conn, run, now))
     return ids
+
+
+def _insert_one(conn: sqlite3.Connection, job: NewJob, now: float) -> int:
+    if job.key is not None:
+        return _insert_keyed(conn, job, now)
+    row_id = conn.execute(_INSERT, _row(job, now)).lastrowid
+    assert row_id is not None  # an INSERT that did not fail made a row
+    return row_id
 
 
 def _row(job: NewJob, now: float) -> tuple[Any, ...]:
