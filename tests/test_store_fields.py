@@ -292,3 +292,39 @@ def test_cli_enqueue_out_of_range_on_each_store(
     (line,) = proc.stderr.splitlines()
     assert line.startswith("asyncworkers enqueue: error: ")
     assert sum(query(store_factory, lambda s: s.counts()).values()) == 0
+
+
+def test_periodic_names_leave_room_for_their_run_keys() -> None:
+    tasks = aw.store.TaskRegistry()
+    with pytest.raises(ValueError, match="run keys of periodic task"):
+        tasks.periodic(60, name="p" * 1000)(lambda: None)
+    tasks.periodic(60, name="p" * 900)(lambda: None)  # its keys fit
+
+
+def test_manager_refuses_a_lease_no_claim_takes() -> None:
+    store = aw.store.SQLiteStore("unused.db")  # never opened
+    for lease in (math.inf, 1e300):
+        with pytest.raises(ValueError, match="lease"):
+            aw.store.Manager(store, aw.store.TaskRegistry(), lease=lease)
+
+
+def test_cli_purge_older_than_1970_deletes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    assert main(["purge", "--store", url, "--older-than", "99999999999w"]) == 0
+    out, err = capsys.readouterr()
+    assert "0" in out
+    assert err == ""
+
+
+def test_cli_worker_queue_no_store_holds_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    argv = ["worker", "--store", url, "--tasks", "tests._store_tasks:tasks", "--queue", "\udcff"]
+    assert main(argv) == 2
+    _, err = capsys.readouterr()
+    (line,) = err.splitlines()
+    assert line.startswith("asyncworkers worker: error: ")
+    assert "queues" in line

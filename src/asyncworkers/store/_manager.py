@@ -45,7 +45,7 @@ from anyio.abc import TaskGroup, TaskStatus
 import asyncworkers as aw
 
 from ._errors import StoreUnavailable
-from ._fields import check_text
+from ._fields import check_lease, check_text
 from ._heartbeat import LeaseKeeper
 from ._jobs import encode_result
 from ._protocol import DEFAULT_LEASE, MAX_PAYLOAD_BYTES, Claimed, Store
@@ -183,6 +183,7 @@ class Manager:
             raise TypeError(f"tasks must be an aw.store.TaskRegistry, got {tasks!r}")
         self._groups = _groups(concurrency, queues)
         _check_seconds("lease", lease)
+        check_lease(lease)  # what the store's claim takes: refused here, not at each claim
         _check_seconds("poll_interval", poll_interval)
         _check_seconds("shutdown_grace", shutdown_grace, allow_zero=True)
         if runtime is not None and not isinstance(runtime, aw.Runtime):
