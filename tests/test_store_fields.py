@@ -183,6 +183,23 @@ async def test_claim_arguments_are_refused_alike(store_factory: StoreFactory) ->
         with pytest.raises(ValueError, match="lease"):
             await store.heartbeat([(1, 1)], math.inf)
         assert (await store.counts())["queued"] == 1  # nothing was claimed
+        (claimed,) = await store.claim(None, 1, 30, W)
+        bad_refs: list[tuple[Any, Any, type[Exception]]] = [
+            (2**70, claimed.token, ValueError), (claimed.id, 2**64, ValueError),
+            (claimed.id, -1, ValueError), ("1", claimed.token, TypeError),
+        ]  # fmt: skip
+        for bad_id, bad_token, error in bad_refs:
+            with pytest.raises(error, match=r"id|token"):
+                await store.complete(bad_id, bad_token, "1")
+            with pytest.raises(error, match=r"id|token"):
+                await store.fail(bad_id, bad_token, "E", None)
+            with pytest.raises(error, match=r"id|token"):
+                await store.release(bad_id, bad_token)
+            with pytest.raises(error, match=r"id|token"):
+                await store.heartbeat([(bad_id, bad_token)], 30)
+        with pytest.raises(ValueError, match="pairs"):
+            await store.heartbeat([(1, 2, 3)], 30)  # type: ignore[list-item]
+        assert await store.complete(claimed.id, claimed.token, "1")
 
 
 async def test_outcomes_any_task_makes_are_stored(store_factory: StoreFactory) -> None:
