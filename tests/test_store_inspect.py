@@ -63,7 +63,7 @@ async def test_jobs_filters_newest_first(store_factory: StoreFactory) -> None:
             ({"state": "nope"}, ValueError),
             ({"limit": -1}, ValueError),
             ({"queue": 5}, TypeError),
-            ({"task": ""}, TypeError),
+            ({"task": ""}, ValueError),
         ):
             with pytest.raises(error):
                 await store.jobs(**bad)
