@@ -46,7 +46,7 @@ import asyncworkers as aw
 
 from . import _deadlock
 from ._errors import JobWouldDeadlock, StoreUnavailable
-from ._fields import check_text
+from ._fields import check_lease, check_text
 from ._heartbeat import ClockWatch, LeaseKeeper
 from ._jobs import encode_result
 from ._protocol import DEFAULT_LEASE, MAX_PAYLOAD_BYTES, Claimed, JobRecord, Store
@@ -187,6 +187,7 @@ class Manager:
             raise TypeError(f"tasks must be an aw.store.TaskRegistry, got {tasks!r}")
         self._groups = _groups(concurrency, queues)
         _check_seconds("lease", lease)
+        check_lease(lease)  # what the store's claim takes: refused here, not at each claim
         _check_seconds("poll_interval", poll_interval)
         _check_seconds("shutdown_grace", shutdown_grace, allow_zero=True)
         if runtime is not None and not isinstance(runtime, aw.Runtime):
