@@ -1720,16 +1720,16 @@ async def test_a_worker_that_fails_on_an_internal_bug_is_restarted_and_counted(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with aw.Runtime(1) as rt:
-        original = rt._settle
+        original = rt._end
         calls: list[int] = []
 
-        def broken(job: aw.Job[Any], value: Any, error: BaseException | None) -> None:
+        def broken(job: aw.Job[Any], state: aw.JobState, value: Any) -> None:
             calls.append(job.id)
             if len(calls) == 1:
                 raise RuntimeError("internal bug")
-            original(job, value, error)
+            original(job, state, value)
 
-        monkeypatch.setattr(rt, "_settle", broken)
+        monkeypatch.setattr(rt, "_end", broken)
         with caplog.at_level(logging.ERROR, logger="asyncworkers"):
             victim = rt.submit_nowait(double, 1, timeout=30)
             with no_hang():
