@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 
 from .._core._exceptions import JobCancelled
+from . import _deadlock
 from ._errors import JobDead
 from ._fields import (
     MAX_PAYLOAD_BYTES,
@@ -129,7 +130,8 @@ async def wait_result(store: Store, id: int, timeout: float | None) -> Any:
     Polls at 5 ms growing to 0.5 s, so a long wait costs few queries.
     """
     pause = 0.005
-    with anyio.fail_after(timeout) if timeout is not None else _no_limit():
+    limit = anyio.fail_after(timeout) if timeout is not None else _no_limit()
+    with limit, _deadlock.waiting(store) as check:
         while True:
             record = await store.get(id)
             if record is None:
@@ -137,6 +139,7 @@ async def wait_result(store: Store, id: int, timeout: float | None) -> Any:
             outcome = _ended(record)
             if outcome is not _NOT_YET:
                 return outcome
+            check(record)  # inside a job of a Manager: raises if it can never end
             await anyio.sleep(pause)
             pause = min(pause * 2, 0.5)
 

@@ -44,11 +44,12 @@ from anyio.abc import TaskGroup, TaskStatus
 
 import asyncworkers as aw
 
-from ._errors import StoreUnavailable
-from ._fields import check_text
+from . import _deadlock
+from ._errors import JobWouldDeadlock, StoreUnavailable
+from ._fields import check_lease, check_text
 from ._heartbeat import LeaseKeeper
 from ._jobs import encode_result
-from ._protocol import DEFAULT_LEASE, MAX_PAYLOAD_BYTES, Claimed, Store
+from ._protocol import DEFAULT_LEASE, MAX_PAYLOAD_BYTES, Claimed, JobRecord, Store
 from ._tasks import TaskRegistry, TaskSpec
 from ._upkeep import check_retention, upkeep_loops
 
@@ -183,6 +184,7 @@ class Manager:
             raise TypeError(f"tasks must be an aw.store.TaskRegistry, got {tasks!r}")
         self._groups = _groups(concurrency, queues)
         _check_seconds("lease", lease)
+        check_lease(lease)  # what the store's claim takes: refused here, not at each claim
         _check_seconds("poll_interval", poll_interval)
         _check_seconds("shutdown_grace", shutdown_grace, allow_zero=True)
         if runtime is not None and not isinstance(runtime, aw.Runtime):
@@ -233,6 +235,7 @@ class Manager:
         self._grace_scope: anyio.CancelScope | None = None
         self._keeper: LeaseKeeper | None = None
         self._fatal: StoreUnavailable | None = None  # a store error that stopped us
+        self._waiting: set[int] = set()  # held jobs waiting in store.result() (_deadlock)
 
     def __repr__(self) -> str:
         state = "stopping" if self._stopping else "running" if self._started else "new"
@@ -271,6 +274,7 @@ class Manager:
             await self._tg.start(self._signal_loop)
         self._keeper = LeaseKeeper(beat, self._lease, self._lost, self.worker)
         self._keeper.start()
+        _deadlock.register(self)
         if self._http is not None or self._ops_options is not None:
             await self._start_ops()
         return self
@@ -295,6 +299,7 @@ class Manager:
     ) -> None:
         if exc is not None:  # the body failed: do not wait out the grace
             self._hurry = True
+        _deadlock.unregister(self)
         try:
             with anyio.CancelScope(shield=True):
                 await self._shutdown()
@@ -601,7 +606,7 @@ class Manager:
         again = (
             retry
             and claimed.attempt < claimed.max_attempts
-            and not isinstance(error, aw.JobCancelled)
+            and not isinstance(error, aw.JobCancelled | JobWouldDeadlock)  # never better later
             and isinstance(error, spec.retry.retry_on)
         )
         retry_at = time.time() + spec.retry.delay(claimed.attempt) if again else None
@@ -686,6 +691,45 @@ class Manager:
         if not self._held and self._emptied is not None:
             self._emptied.set()
         self._poke()
+
+    # -- a job waiting for another (_deadlock) --------------------------------------------
+
+    def _start_waiting(self, job: aw.Job[Any], store: Any) -> Callable[[JobRecord], None] | None:
+        """*job* calls ``store.result()``: if it is one of ours on our store, mark it
+        waiting and return the check of what it waits for."""
+        if store is not self._store:
+            return None
+        held = next((h for h in self._held.values() if h.job is job), None)
+        if held is None:
+            return None
+        self._waiting.add(held.claimed.id)
+        return lambda record: self._check_wait(held, record)
+
+    def _stop_waiting(self, job: aw.Job[Any]) -> None:
+        for held in self._held.values():
+            if held.job is job:
+                self._waiting.discard(held.claimed.id)
+
+    def _check_wait(self, held: _Held, record: JobRecord) -> None:
+        """Raise JobWouldDeadlock when *record* waits for a slot of ours that only jobs
+        waiting like *held* hold (and no group of ours has room for it)."""
+        if record.state != "queued":
+            return  # running somewhere, or about to end: it will
+        groups = [g for g in self._groups if g.queues is None or record.queue in g.queues]
+        if not groups:
+            return  # another worker serves its queue
+        for group in groups:
+            waiters = sum(
+                1 for h in self._held.values() if h.group is group and h.claimed.id in self._waiting
+            )
+            if waiters < group.capacity:
+                return  # a slot is, or will be, free for it
+        raise JobWouldDeadlock(
+            f"job {held.claimed.id} ({held.claimed.task}) waits for job {record.id} "
+            f"({record.task}, queue {record.queue!r}), which worker {self.worker} can never "
+            "run: each of its slots for that queue is held by a job waiting like this one "
+            "(enqueue the follow-up instead of awaiting it in a job, or raise the concurrency)"
+        )
 
     # -- leases --------------------------------------------------------------------------
 
