@@ -590,6 +590,27 @@ async def test_resize_before_start_sets_the_worker_count() -> None:
         assert rt.metrics().workers == 3
 
 
+async def test_the_fast_path_makes_the_same_handle_as_job_init() -> None:
+    # submit_nowait inlines Job.__init__ for a plain job: every field it sets must match.
+    async with aw.Runtime(1) as rt:
+        rt.pause()
+        fast = rt.submit_nowait(double, 1, priority=3)
+        slow = rt.enqueue(aw.WorkUnit(double, args=(1,), priority=3))
+        for name in aw.Job.__slots__:
+            if name in ("_started_at", "_finished_at"):
+                assert not hasattr(fast, name)
+                assert not hasattr(slow, name)
+            elif name in ("id", "_queued_at"):
+                assert type(getattr(fast, name)) is type(getattr(slow, name))
+            elif name == "_opts":
+                assert fast._opts is slow._opts
+            else:
+                assert getattr(fast, name) == getattr(slow, name), name
+        rt.resume()
+        with no_hang():
+            assert [await fast, await slow] == [2, 2]
+
+
 # -- workers start as jobs come ----------------------------------------------------------
 
 

@@ -76,6 +76,7 @@ Ts = TypeVarTuple("Ts")
 logger = logging.getLogger("asyncworkers")
 
 _now = time.monotonic
+_new_job = object.__new__  # see submit_nowait
 _running_loop = asyncio._get_running_loop  # the C function: None outside a loop, no raise
 _PENDING: Final = JobState.PENDING
 _RUNNING: Final = JobState.RUNNING
@@ -470,8 +471,24 @@ class Runtime:
             raise self._queue_full()
         metrics = self._metrics
         metrics.submitted = job_id = metrics.submitted + 1  # ids count the submitted jobs
-        job: Job[Any] = Job(job_id, fn, args, priority, opts, _now())
-        queue.push(job)
+        # Job.__init__, inlined: calling the class costs more than the ten stores.
+        job: Job[Any] = _new_job(Job)
+        job.id = job_id
+        job.fn = fn
+        job.args = args
+        job.priority = priority
+        job._opts = opts
+        job._state = _PENDING
+        job._attempts = 0
+        job._queued_at = _now()
+        job._outcome = None
+        job._extras = None
+        # JobQueue.push, inlined.
+        level = queue._levels.get(priority)
+        if level is None:
+            level = queue._add_level(priority)
+        level.append(job)
+        queue.pending += 1
         if self._idle:
             self._wake_worker()
         elif self._can_grow:
