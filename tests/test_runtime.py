@@ -595,7 +595,7 @@ async def test_the_fast_path_makes_the_same_handle_as_job_init() -> None:
     async with aw.Runtime(1) as rt:
         rt.pause()
         fast = rt.submit_nowait(double, 1, priority=3)
-        slow = rt.enqueue(aw.WorkUnit(double, args=(1,), priority=3))
+        slow: aw.Job[int] = rt.enqueue(aw.WorkUnit(double, args=(1,), priority=3))
         for name in aw.Job.__slots__:
             if name in ("_started_at", "_finished_at"):
                 assert not hasattr(fast, name)
