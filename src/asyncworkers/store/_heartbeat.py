@@ -72,6 +72,7 @@ class LeaseKeeper:
 
     def _run(self, loop: asyncio.AbstractEventLoop) -> None:
         try:
+            self._warm()
             while not self._stop.wait(self._lease / 3):
                 with self._lock:
                     held = list(self._claims.items())
@@ -79,6 +80,13 @@ class LeaseKeeper:
                     return
         finally:
             self._beat.close()
+
+    def _warm(self) -> None:
+        """An empty beat: a store may open its connection now, not at the first renewal."""
+        try:
+            self._beat.beat([], self._lease)
+        except Exception as exc:  # the first real beat tries again
+            log.warning("heartbeat: cannot connect yet (%s: %s)", type(exc).__name__, exc)
 
     def _beat_once(self, held: list[tuple[int, int]], loop: asyncio.AbstractEventLoop) -> bool:
         """One beat; False when the loop is gone (nothing left to keep)."""
