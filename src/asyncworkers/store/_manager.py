@@ -47,7 +47,7 @@ import asyncworkers as aw
 from . import _deadlock
 from ._errors import JobWouldDeadlock, StoreUnavailable
 from ._fields import check_lease, check_text
-from ._heartbeat import LeaseKeeper
+from ._heartbeat import ClockWatch, LeaseKeeper
 from ._jobs import encode_result
 from ._protocol import DEFAULT_LEASE, MAX_PAYLOAD_BYTES, Claimed, JobRecord, Store
 from ._tasks import TaskRegistry, TaskSpec
@@ -68,6 +68,9 @@ _LATENCY_WINDOW = 1000
 _CANCEL_WAIT = 5.0
 # Longest error text kept in a row.
 _MAX_ERROR = 2000
+# Seconds the wall clock may run ahead of the monotonic one between two sweeps before the
+# sweeper takes it for a jump (NTP slews far slower than this).
+_CLOCK_JUMP = 1.0
 # Longest wait between two tries of a claim or a write while the database is away.
 _MAX_BACKOFF = 10.0
 
@@ -747,7 +750,33 @@ class Manager:
                 held.job.cancel("lease lost")
 
     async def _sweep_loop(self) -> None:
+        """Put back the jobs whose lease expired, every poll interval; but never on leases
+        that only look expired: after a forward jump of the wall clock (every worker's
+        leases, until they renew: one lease), or after this process stood still (a job
+        holding the GIL stops the heartbeat thread too: our own leases, until it beats)."""
+        clock = ClockWatch()
+        jumped_until = 0.0  # monotonic: no sweep before this (the wall clock jumped)
+        stalled: tuple[int, float] | None = None  # the heartbeat round to wait for, and
+        # when to give up waiting (a heartbeat thread that is stuck for good)
         while True:
+            jump, gap = clock.step()
+            now = time.monotonic()
+            if jump > _CLOCK_JUMP:
+                jumped_until = now + self._lease
+                log.warning(
+                    "the wall clock jumped %.1f s forward: no lease expiry for %g s, until "
+                    "every worker has renewed its leases", jump, self._lease,
+                )  # fmt: skip
+            keeper = self._keeper
+            if keeper is not None:
+                if gap > self._poll + self._lease / 3:
+                    # Two rounds: the one under way may have beaten before we stood still.
+                    stalled = (keeper.rounds + 2, now + self._lease)
+                if stalled is not None and (keeper.rounds >= stalled[0] or now >= stalled[1]):
+                    stalled = None
+            if now < jumped_until or stalled is not None:
+                await anyio.sleep(self._poll)
+                continue
             try:
                 count = await self._store.requeue_expired()
             except Exception as exc:
