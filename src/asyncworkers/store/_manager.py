@@ -44,6 +44,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 import asyncworkers as aw
 
+from ..ops._tracing import TRACE_KEY, JobTracer, job_tracer
 from . import _deadlock
 from ._errors import JobWouldDeadlock, StoreUnavailable
 from ._fields import check_lease, check_text
@@ -209,6 +210,7 @@ class Manager:
         self._ops_options = ops
         self._ops: Ops | None = None
         self._store_error: str | None = None  # the database is away: why
+        self._tracer: JobTracer | None = None  # set at the start when tracing is on
         self._upkeep = upkeep_loops(
             store, tasks, periodic=bool(periodic), retention=check_retention(retention)
         )
@@ -278,6 +280,7 @@ class Manager:
         self._keeper = LeaseKeeper(beat, self._lease, self._lost, self.worker)
         self._keeper.start()
         _deadlock.register(self)
+        self._tracer = job_tracer()  # None (and no cost per job) without OpenTelemetry
         if self._http is not None or self._ops_options is not None:
             await self._start_ops()
         return self
@@ -525,13 +528,17 @@ class Manager:
     # -- running one job -----------------------------------------------------------------
 
     async def _run_one(self, held: _Held) -> None:
+        span: Any = None
         try:
             checked = self._check(held.claimed)
             if isinstance(checked, str):
                 await self._reject(held, checked)
                 return
             spec, args = checked
-            job = self._submit(held, spec, args)
+            carried = args.pop(TRACE_KEY, None)  # the producer's trace (ops tracing)
+            if self._tracer is not None:
+                span = self._tracer.start(held.claimed, carried)
+            job = self._submit(held, spec, args, span)
             if job is None:  # the runtime refused it (shutting down): back to the queue
                 await self._release(held)
                 return
@@ -539,6 +546,9 @@ class Manager:
             await self._settle(held, spec, job)
         finally:
             self._forget(held)
+            if span is not None:
+                assert self._tracer is not None
+                self._tracer.end(span, held.job)
 
     def _check(self, claimed: Claimed) -> tuple[TaskSpec, dict[str, Any]] | str:
         """The task and arguments of a claimed row, or why the row can never run."""
@@ -558,16 +568,22 @@ class Manager:
         if not isinstance(args, dict):
             return f"arguments are not a JSON object: {type(args).__name__}"
         try:
-            spec.check_args(args)
+            spec.check_args({k: v for k, v in args.items() if k != TRACE_KEY})
         except TypeError as exc:
             return str(exc)
         return spec, args
 
-    def _submit(self, held: _Held, spec: TaskSpec, args: dict[str, Any]) -> aw.Job[Any] | None:
+    def _submit(
+        self, held: _Held, spec: TaskSpec, args: dict[str, Any], span: Any = None
+    ) -> aw.Job[Any] | None:
         assert self._runtime is not None
         claimed = held.claimed
+        call = spec.call
+        if span is not None and spec.kind != "process":  # the span is current in the job
+            assert self._tracer is not None
+            call = self._tracer.wrap(call, span)
         unit: aw.WorkUnit[Any] = aw.WorkUnit(
-            spec.call,
+            call,
             kwargs=args,
             priority=claimed.priority,
             name=f"{claimed.task}#{claimed.id}",
