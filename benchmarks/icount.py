@@ -22,6 +22,8 @@ Paths (the trivial job is ``async def noop(i): return i``, or ``def plain_noop(i
   priority=i % 5)`` for every job, then ``await job`` for each.
 - ``plain-ops``: ``plain`` with the operations endpoint on (``aw.ops.serve``: the
   metrics' ``on_complete`` hook, the loop probe and listener threads, the watchdog).
+- ``plain-imports``: ``plain`` with the modules the endpoint imports loaded and unused:
+  what a larger heap costs through the garbage collector's full collections.
 - ``plain-ops-jobs``: ``plain-ops`` with its time-driven work turned off (the loop
   probe's 4 Hz round trip, the 10 Hz bucketing of time samples, the chart's samples):
   what the endpoint costs per job, apart from what it costs per second.
@@ -256,6 +258,12 @@ PATHS = _paths(
         "plain-ops",
         "asyncworkers, plain + aw.ops.serve (metrics hook, loop probe, watchdog)",
         plain_ops,
+        imports=(*AW, "aiohttp.web", "prometheus_client", "asyncworkers.ops._server"),
+    ),
+    Path(
+        "plain-imports",
+        "plain, with what the endpoint imports imported (a larger heap for the collector)",
+        plain,
         imports=(*AW, "aiohttp.web", "prometheus_client", "asyncworkers.ops._server"),
     ),
     Path(
