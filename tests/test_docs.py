@@ -98,6 +98,13 @@ def test_api_reference_covers_every_public_name() -> None:
     assert not missing, f"docs/api.md has no heading for {missing}"
 
 
+def test_api_reference_covers_every_public_name_of_the_store() -> None:
+    api = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
+    headings = set(re.findall(r"^#{2,4} `store\.(\w+)`", api, re.MULTILINE))
+    missing = [name for name in aw.store.__all__ if name not in headings]
+    assert not missing, f"docs/api.md has no heading for aw.store.{missing}"
+
+
 def test_readme_opens_with_the_demo_and_test_commands() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     first = blocks(ROOT / "README.md")[0]

@@ -39,7 +39,6 @@ from _helpers import (
     wait_in_thread,
 )
 from asyncworkers._core import _runtime as runtime_module
-from asyncworkers._core._options import Options
 from asyncworkers._core._queue import JobQueue
 
 
@@ -589,6 +588,27 @@ async def test_resize_before_start_sets_the_worker_count() -> None:
     rt.resize(3)
     async with rt:
         assert rt.metrics().workers == 3
+
+
+async def test_the_fast_path_makes_the_same_handle_as_job_init() -> None:
+    # submit_nowait inlines Job.__init__ for a plain job: every field it sets must match.
+    async with aw.Runtime(1) as rt:
+        rt.pause()
+        fast = rt.submit_nowait(double, 1, priority=3)
+        slow: aw.Job[int] = rt.enqueue(aw.WorkUnit(double, args=(1,), priority=3))
+        for name in aw.Job.__slots__:
+            if name in ("_started_at", "_finished_at"):
+                assert not hasattr(fast, name)
+                assert not hasattr(slow, name)
+            elif name in ("id", "_queued_at"):
+                assert type(getattr(fast, name)) is type(getattr(slow, name))
+            elif name == "_opts":
+                assert fast._opts is slow._opts
+            else:
+                assert getattr(fast, name) == getattr(slow, name), name
+        rt.resume()
+        with no_hang():
+            assert [await fast, await slow] == [2, 2]
 
 
 # -- workers start as jobs come ----------------------------------------------------------
@@ -1721,16 +1741,16 @@ async def test_a_worker_that_fails_on_an_internal_bug_is_restarted_and_counted(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with aw.Runtime(1) as rt:
-        original = rt._run_scoped
+        original = rt._end
         calls: list[int] = []
 
-        async def broken(job: aw.Job[Any], opts: Options) -> None:
+        def broken(job: aw.Job[Any], state: aw.JobState, value: Any) -> None:
             calls.append(job.id)
             if len(calls) == 1:
                 raise RuntimeError("internal bug")
-            await original(job, opts)
+            original(job, state, value)
 
-        monkeypatch.setattr(rt, "_run_scoped", broken)
+        monkeypatch.setattr(rt, "_end", broken)
         with caplog.at_level(logging.ERROR, logger="asyncworkers"):
             victim = rt.submit_nowait(double, 1, timeout=30)
             with no_hang():

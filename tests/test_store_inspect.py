@@ -63,7 +63,7 @@ async def test_jobs_filters_newest_first(store_factory: StoreFactory) -> None:
             ({"state": "nope"}, ValueError),
             ({"limit": -1}, ValueError),
             ({"queue": 5}, TypeError),
-            ({"task": ""}, TypeError),
+            ({"task": ""}, ValueError),
         ):
             with pytest.raises(error):
                 await store.jobs(**bad)
@@ -168,6 +168,7 @@ def test_the_commands_in_a_subprocess(tmp_path: Path) -> None:
         (["purge"], "--older-than"),
         (["purge", "--older-than", "soon"], "expected a time > 0"),
         (["purge", "--older-than=-7d"], "expected a time > 0"),
+        (["purge", "--older-than", "-7d"], "durations must be positive"),
         (["purge", "--older-than", "7d", "--state", "queued"], "invalid choice"),
         (["jobs", "--state", "lost"], "invalid choice"),
         (["jobs", "--limit", "0"], "--limit"),

@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable
-from typing import Any, Literal
+from importlib import import_module
+from typing import TYPE_CHECKING, Any, Literal
 
-from ._core._runtime import Runtime
-from ._core._signals import run
-from ._dispatch._engine import Dispatcher
-from ._dispatch._log import TaskLog, http_status, is_failure
-from ._dispatch._options import make_plan
-from ._dispatch._report import Report, Throughput
 from ._dispatch._schedule import LATE_AFTER
+
+if TYPE_CHECKING:
+    from ._core._runtime import Runtime
+    from ._dispatch._log import TaskLog, http_status, is_failure
+    from ._dispatch._report import Report, Throughput
 
 __all__ = [
     "LATE_AFTER",
@@ -79,6 +79,11 @@ async def dispatch(
         *on_all_done* is refused.
     :returns: a :class:`Report`. Cancelling the caller cancels the tasks in flight.
     """
+    # Imported here, like the names below: ``import asyncworkers`` binds dispatch() at once
+    # (a lazy name would lose to this module of the same name), and stays light.
+    from ._dispatch._engine import Dispatcher
+    from ._dispatch._options import make_plan
+
     plan = make_plan(
         function, tasks, config=config, workers=workers, rate=rate, start_times=start_times,
         duration=duration, kind=kind, on_done=on_done, on_all_done=on_all_done,
@@ -94,4 +99,27 @@ def dispatch_sync(function: Callable[..., Any], tasks: list[Any] | int, **option
     """
     if "runtime" in options and options["runtime"] is not None:
         raise ValueError("dispatch_sync() makes its own runtime: runtime= is for dispatch()")
+    from ._core._signals import run
+
     return run(functools.partial(dispatch, function, tasks, **options))
+
+
+# The report types, imported on first use (see dispatch()).
+_HOMES: dict[str, str] = {
+    "Report": "._dispatch._report",
+    "Throughput": "._dispatch._report",
+    "TaskLog": "._dispatch._log",
+    "http_status": "._dispatch._log",
+    "is_failure": "._dispatch._log",
+}
+
+
+if not TYPE_CHECKING:  # hidden from type checkers, so that a misspelt name still fails there
+
+    def __getattr__(name: str) -> object:
+        home = _HOMES.get(name)
+        if home is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(import_module(home, __package__), name)
+        globals()[name] = value
+        return value

@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-import pickle
 import reprlib
 import threading
 import traceback
@@ -19,8 +18,6 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
-import anyio.to_process
-from anyio import BrokenWorkerProcess
 
 from ._exceptions import JobCancelled, WorkerCrashed
 from ._units import Job, Kind, _current_job
@@ -106,6 +103,8 @@ def check_picklable(
 
 
 def _dumps(obj: object, what: str) -> None:
+    import pickle  # here: only process jobs pickle, and it is not a light import
+
     try:
         pickle.dumps(obj)
     except Exception as exc:
@@ -249,6 +248,11 @@ async def run_in_process(job: Job[Any], limiter: CapacityLimiter) -> Any:
     of *limiter*, then makes sure an idle worker is waiting, starting one under a shield if
     need be; the call itself then only takes that worker, with nothing left to start.
     """
+    # Imported here: anyio's process pool (and pickle, subprocess) load with the first process
+    # job, not with every runtime.
+    import anyio.to_process
+    from anyio import BrokenWorkerProcess
+
     async with limiter:
         await _ensure_idle_worker()
         try:
@@ -273,6 +277,8 @@ async def _ensure_idle_worker() -> None:
     killed when the event loop ends. Between this and the job's own call nothing awaits, so
     no other job can take the idle worker first.
     """
+    import anyio.to_process
+
     if _idle_worker_waiting():
         return
     with anyio.CancelScope(shield=True):
@@ -282,6 +288,8 @@ async def _ensure_idle_worker() -> None:
 def _idle_worker_waiting() -> bool:
     # anyio keeps its pool in a private RunVar; tests/test_processes.py fails loudly if an
     # upgrade moves it (then every process job would start with the shielded round trip).
+    import anyio.to_process
+
     idle_var = getattr(anyio.to_process, "_process_pool_idle_workers", None)
     idle = idle_var.get(None) if idle_var is not None else None
     return any(process.returncode is None for process, _ in idle or ())

@@ -25,6 +25,7 @@ from ._validate import check_instance, check_seconds
 __all__ = [
     "JobOptions",
     "Options",
+    "OptionsMemo",
     "OtherOptions",
     "Owner",
     "parse_options",
@@ -67,6 +68,7 @@ class Options:
 
     __slots__ = (
         "callback",
+        "guarded",
         "inline",
         "kind",
         "metadata",
@@ -100,13 +102,14 @@ class Options:
         self.token = token
         self.callback = callback
         self.metadata = metadata
-        # Only these jobs pay for an anyio cancel scope: a coroutine that must be stoppable
-        # by deadline or token, and process jobs, whose cancellation kills the process.
-        self.scoped = kind == "process" or (
-            kind == "async" and (timeout is not None or token is not None)
-        )
-        # The rest of the coroutine jobs are awaited straight from the worker's loop.
-        self.inline = kind == "async" and not self.scoped
+        # Only process jobs pay for an anyio cancel scope: their bridge is anyio code, and
+        # its cancellation stops the worker process.
+        self.scoped = kind == "process"
+        # Coroutine jobs are awaited straight from the worker's loop; a timeout or a token
+        # is delivered there the way asyncio.timeout() does it (Task.cancel + uncancel).
+        self.inline = kind == "async"
+        # An inline job whose attempt arms a deadline timer or can be stopped by a token.
+        self.guarded = self.inline and (timeout is not None or token is not None)
         # Nothing to do at the end but count: no token to unlink, no callback to call.
         self.plain = token is None and callback is None
 
@@ -120,6 +123,61 @@ class Owner(Protocol):
     _plain_thread: Options
 
     def _cancel_job(self, job: Job[Any], reason: str | None) -> bool: ...
+
+
+# The options a memo may share between jobs: immutable values (a float, a str, a frozen
+# Retry) or ones that stand for themselves (a token). Not callback= (two equal bound methods
+# may be of two objects), metadata= (a mapping the job hands back) or kind=.
+_MEMO_KEYS: Final = frozenset(("timeout", "token", "name", "retry"))
+_MISSING: Final = object()
+
+
+class OptionsMemo:
+    """The checked :class:`Options` of the last submit whose options were given, for the
+    next submit that passes the very same objects (``timeout=5.0, token=tok`` in a loop).
+
+    Matching by identity, never by equality, means nothing reaches a job unchecked: the
+    same objects were checked once already. It holds one set of options (the last token
+    among them) until the next miss or :meth:`clear`.
+    """
+
+    __slots__ = ("_items", "_opts")
+
+    def __init__(self) -> None:
+        self._items: tuple[tuple[str, object], ...] = ()
+        self._opts: Options | None = None
+
+    def lookup(self, options: Mapping[str, object], fn: Callable[..., Any]) -> Options | None:
+        """The remembered options if *options* holds the same objects and *fn* is an
+        ``async def`` function (the memo holds only options of that kind)."""
+        items = self._items
+        if len(options) != len(items):
+            return None
+        for key, value in items:
+            if options.get(key, _MISSING) is not value:
+                return None
+        try:
+            if not fn.__code__.co_flags & CO_COROUTINE:
+                return None
+        except AttributeError:
+            return None
+        return self._opts
+
+    def remember(
+        self, options: Mapping[str, object], fn: Callable[..., Any], opts: Options
+    ) -> None:
+        """Keep *opts* for the next submit with the same option objects, if it may be shared."""
+        try:
+            is_async_def = bool(fn.__code__.co_flags & CO_COROUTINE)
+        except AttributeError:
+            is_async_def = False
+        if is_async_def and opts.kind == "async" and options.keys() <= _MEMO_KEYS:
+            self._items = tuple(options.items())
+            self._opts = opts
+
+    def clear(self) -> None:
+        self._items = ()
+        self._opts = None
 
 
 def plain_options(owner: Owner, fn: Callable[..., Any]) -> Options:

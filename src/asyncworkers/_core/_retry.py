@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import random
 from dataclasses import dataclass
 
 from ._validate import check_count, check_number
@@ -59,5 +58,7 @@ class Retry:
         if self.max_backoff is not None:
             delay = min(delay, self.max_backoff)
         if self.jitter:
+            import random  # here: only a retry with jitter needs it
+
             delay *= 1.0 + random.uniform(0.0, self.jitter)
         return delay

@@ -15,7 +15,6 @@ Cancelling an inline job injects a ``task.cancel()`` into its worker and takes i
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
 import logging
 import math
@@ -38,13 +37,14 @@ import anyio
 from anyio.abc import TaskGroup
 
 from ._bridges import JobRaised, keep_alive_while, run_in_process, run_in_thread
-from ._cancel import CancellationToken, _in_loop
+from ._cancel import TokenLinks
 from ._exceptions import AsyncworkersError, JobCancelled, JobTimeout, QueueFull, RuntimeClosed
 from ._lifecycle import Lifecycle
 from ._metrics import Metrics, Recorder
 from ._options import (
     JobOptions,
     Options,
+    OptionsMemo,
     OtherOptions,
     parse_options,
     parse_unit,
@@ -76,6 +76,7 @@ Ts = TypeVarTuple("Ts")
 logger = logging.getLogger("asyncworkers")
 
 _now = time.monotonic
+_new_job = object.__new__  # see submit_nowait
 _running_loop = asyncio._get_running_loop  # the C function: None outside a loop, no raise
 _PENDING: Final = JobState.PENDING
 _RUNNING: Final = JobState.RUNNING
@@ -83,6 +84,7 @@ _COMPLETED: Final = JobState.COMPLETED
 _FAILED: Final = JobState.FAILED
 _CANCELLED: Final = JobState.CANCELLED
 _NORMAL: Final = int(Priority.NORMAL)
+_INF: Final = math.inf
 _NEW: Final = Lifecycle.NEW
 _OPEN: Final = Lifecycle.OPEN
 _CLOSING: Final = Lifecycle.CLOSING
@@ -120,12 +122,14 @@ _LEAVE: Final = object()
 class _Worker(Seat):
     """One worker coroutine's state: its own cancel scope and the job it runs now."""
 
-    __slots__ = ("scope", "task")
+    __slots__ = ("deadline", "scope", "task")
 
     def __init__(self) -> None:
         super().__init__()
         self.scope: anyio.CancelScope | None = None
         self.task: asyncio.Task[Any] | None = None
+        # The loop time the job running now must stop by (inf: none); see _deadlines_due.
+        self.deadline = math.inf
 
 
 class Runtime:
@@ -156,6 +160,8 @@ class Runtime:
         "_backoff",
         "_can_grow",
         "_closed",
+        "_deadline_at",
+        "_deadline_timer",
         "_drain_scope",
         "_hooks",
         "_hurry",
@@ -163,9 +169,11 @@ class Runtime:
         "_idle_low",
         "_intake_loop",
         "_join_waiters",
+        "_links",
         "_live",
         "_loop",
         "_max_pending",
+        "_memo",
         "_metrics",
         "_paused",
         "_plain_async",
@@ -235,6 +243,11 @@ class Runtime:
         # The options shared by the jobs submitted without any, by kind.
         self._plain_async = Options("async", self)
         self._plain_thread = Options("thread", self)
+        self._memo = OptionsMemo()
+        self._links = TokenLinks(self._cancel_linked)  # the jobs carrying tokens, by token
+        # The one timer of the inline jobs' deadlines: set for the soonest of them.
+        self._deadline_timer: asyncio.TimerHandle | None = None
+        self._deadline_at = math.inf
 
         self._tg: TaskGroup | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -255,7 +268,7 @@ class Runtime:
     async def __aenter__(self) -> Runtime:
         if self._state is not _NEW:
             raise RuntimeError(f"{self!r} can be started only once")
-        self._loop = asyncio.get_running_loop()
+        self._loop = self._links.loop = asyncio.get_running_loop()
         if self._signals is not None:  # first: it is the step that can fail
             self._signals.subscribe()
         self._closed = anyio.Event()
@@ -385,6 +398,8 @@ class Runtime:
         self._finish_close(force=True)
 
     def _finish_close(self, *, force: bool) -> None:
+        self._memo.clear()  # it holds the last options, a token among them
+        self._links.close()
         self._stop_workers(force=force)
         if self._thread_pool is not None:
             self._thread_pool.close()
@@ -438,8 +453,12 @@ class Runtime:
         if _running_loop() is not self._intake_loop:
             raise self._not_open()
         if options or priority.__class__ not in _PLAIN_INTS:
-            checked = parse_options(self, fn, args, None, options, priority)
-            return self._accept(fn, args, None, *checked)
+            # A loop submitting with the same timeout or token checks them once.
+            opts = self._memo.lookup(options, fn) if priority.__class__ in _PLAIN_INTS else None
+            if opts is None:
+                priority, opts = parse_options(self, fn, args, None, options, priority)
+                self._memo.remember(options, fn, opts)
+            return self._accept(fn, args, None, priority, opts)
         # The fast path, for jobs with no options but a plain int priority: _accept without
         # a token to link, inlined (a call costs a twentieth of what a job does here).
         try:  # a function or bound method: its code object says if it is async
@@ -452,8 +471,24 @@ class Runtime:
             raise self._queue_full()
         metrics = self._metrics
         metrics.submitted = job_id = metrics.submitted + 1  # ids count the submitted jobs
-        job: Job[Any] = Job(job_id, fn, args, priority, opts, _now())
-        queue.push(job)
+        # Job.__init__, inlined: calling the class costs more than the ten stores.
+        job: Job[Any] = _new_job(Job)
+        job.id = job_id
+        job.fn = fn
+        job.args = args
+        job.priority = priority
+        job._opts = opts
+        job._state = _PENDING
+        job._attempts = 0
+        job._queued_at = _now()
+        job._outcome = None
+        job._extras = None
+        # JobQueue.push, inlined.
+        level = queue._levels.get(priority)
+        if level is None:
+            level = queue._add_level(priority)
+        level.append(job)
+        queue.pending += 1
         if self._idle:
             self._wake_worker()
         elif self._can_grow:
@@ -637,12 +672,9 @@ class Runtime:
         metrics.submitted = job_id = metrics.submitted + 1  # ids count the submitted jobs
         job: Job[Any] = Job(job_id, fn, args, priority, opts, _now(), extras)
         token = opts.token
-        if token is not None:
-            assert self._loop is not None
-            cancel = functools.partial(self._cancel_for_token, job, token)
-            if not token._link(job, _in_loop(self._loop, cancel)):
-                self._end(job, _CANCELLED, JobCancelled(token.reason))
-                return job
+        if token is not None and not self._links.link(token, job):
+            self._end(job, _CANCELLED, JobCancelled(token.reason))
+            return job
         self._queue.push(job)
         if self._idle:
             self._wake_worker()
@@ -907,6 +939,7 @@ class Runtime:
         run_samples = metrics.run_time.samples
         assert self._loop is not None
         new_future = self._loop.create_future
+        loop_time = self._loop.time
         park = self._park
         room_waiters = self._room_waiters
         streak = 0  # jobs run since this worker last let the loop run
@@ -932,7 +965,7 @@ class Runtime:
             job._started_at = started = _now()
             wait_samples.append(started - job._queued_at)
             opts = job._opts
-            if opts.inline:
+            if opts.inline and not opts.guarded:
                 # The hot path, kept in this loop: a helper coroutine per job costs as much
                 # as the job. See _cancel_job for INJECTED.
                 try:
@@ -973,6 +1006,45 @@ class Runtime:
                         if extras.hook is INJECTED:
                             task.uncancel()
                         self._stopped(job)
+            elif opts.guarded:
+                # A timeout or a token: still inline, no task and no cancel scope. The
+                # deadline is this worker's, watched by the runtime's one deadline timer,
+                # and a token's cancel comes through TokenLinks; both stop the job by
+                # injecting task.cancel(), taken back with uncancel() as asyncio.timeout()
+                # does, so that the job's own scopes and timeouts nest inside.
+                timeout = opts.timeout
+                if timeout is not None:
+                    worker.deadline = deadline = loop_time() + timeout
+                    if deadline < self._deadline_at:
+                        self._arm_deadlines(deadline)
+                try:
+                    extras = job._extras
+                    if extras is None or extras.kwargs is None:
+                        value = await job.fn(*job.args)
+                    else:
+                        value = await job.fn(*job.args, **extras.kwargs)
+                except asyncio.CancelledError:
+                    worker.deadline = _INF
+                    if job._hook is not INJECTED or task.uncancel():
+                        raise  # not (only) ours: the worker itself is being cancelled
+                    self._stopped(job)
+                except (KeyboardInterrupt, SystemExit):
+                    worker.deadline = _INF
+                    raise
+                except BaseException as exc:  # an Exception, GeneratorExit, a user class
+                    worker.deadline = _INF
+                    if job._hook is INJECTED:
+                        task.uncancel()
+                    self._settle(job, None, exc)
+                else:
+                    worker.deadline = _INF
+                    extras = job._extras
+                    if extras is None or extras.stop is None:
+                        self._end(job, _COMPLETED, value)
+                    else:  # it swallowed the cancel (or cancelled itself): the stop wins
+                        if extras.hook is INJECTED:
+                            task.uncancel()
+                        self._stopped(job)
             elif opts.scoped:
                 await self._run_scoped(job, opts)
             else:
@@ -994,6 +1066,10 @@ class Runtime:
         if self._reaper is not None:
             self._reaper.cancel()
             self._reaper = None
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+            self._deadline_timer = None
+            self._deadline_at = _INF
         if force:
             self._abandon_threads()
             for worker in self._workers:
@@ -1024,7 +1100,56 @@ class Runtime:
 
     # -- running one job off the hot path ----------------------------------------------
 
+    def _arm_deadlines(self, at: float) -> None:
+        """Set the deadline timer for *at*, sooner than it was set for (if it was)."""
+        assert self._loop is not None
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+        self._deadline_at = at
+        self._deadline_timer = self._loop.call_at(at, self._deadlines_due)
+
+    def _deadlines_due(self) -> None:
+        """The deadline timer: time out the inline jobs whose deadline has passed, and set
+        the timer for the soonest of the others.
+
+        One timer for every worker, rather than one per job: a job only writes its
+        deadline on its worker (and arms the timer when it is the soonest), so a job that
+        ends in time costs no timer at all. The timer fires about once per timeout period,
+        and looks at each live worker then.
+        """
+        assert self._loop is not None
+        self._deadline_timer = None
+        self._deadline_at = _INF
+        now = self._loop.time()
+        soonest = _INF
+        for worker in list(self._workers):
+            deadline = worker.deadline
+            if deadline <= now:
+                worker.deadline = _INF  # one stop per deadline
+                job, task = worker.job, worker.task
+                if job is not None and task is not None:
+                    self._expire_inline(job, task)
+            elif deadline < soonest:
+                soonest = deadline
+        if soonest != _INF and self._state is not _CLOSED:
+            self._arm_deadlines(soonest)
+
+    def _expire_inline(self, job: Job[Any], task: asyncio.Task[Any]) -> None:
+        """An inline job's deadline: stop it with JobTimeout, unless a stop came first (a
+        stop beats a timeout; one that the job asked for itself, which injects nothing, is
+        carried out now). The timer is cancelled when the attempt ends."""
+        if job._state is not _RUNNING:
+            return
+        if job._stop is None:
+            timeout = job._opts.timeout
+            job._ask_to_stop(JobTimeout(f"job {job.name!r} timed out after {timeout} s"))
+        if job._hook is not INJECTED:
+            task.cancel()
+            job._set_hook(INJECTED)
+
     async def _run_scoped(self, job: Job[Any], opts: Options) -> None:
+        """A process job, under an anyio cancel scope: the process bridge is anyio code,
+        and its cancellation stops the worker process."""
         timeout = opts.timeout
         deadline = math.inf if timeout is None else anyio.current_time() + timeout
         value: Any = None
@@ -1033,13 +1158,8 @@ class Runtime:
         with anyio.CancelScope(deadline=deadline) as scope:
             extras.hook = scope
             try:
-                if opts.kind == "process":
-                    assert self._process_limiter is not None
-                    value = await run_in_process(job, self._process_limiter)
-                elif extras.kwargs is None:
-                    value = await job.fn(*job.args)
-                else:
-                    value = await job.fn(*job.args, **extras.kwargs)
+                assert self._process_limiter is not None
+                value = await run_in_process(job, self._process_limiter)
             except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
                 raise  # the scope's (or the worker's) cancellation, or asyncio's meaning
             except BaseException as exc:
@@ -1158,7 +1278,7 @@ class Runtime:
         callback, the done-callbacks and waiters of the handle, the hooks)."""
         opts = job._opts
         if not opts.plain and opts.token is not None:
-            opts.token._unlink(job)
+            self._links.unlink(opts.token, job)
         # The runtime's own bookkeeping is done before any user code runs, so that a
         # KeyboardInterrupt from a hook cannot lose a join() wake-up.
         if self._join_waiters and not self._unfinished():
@@ -1174,7 +1294,22 @@ class Runtime:
 
     # -- cancelling ----------------------------------------------------------------------
 
-    def _cancel_job(self, job: Job[Any], reason: str | None) -> bool:
+    def _cancel_linked(self, jobs: list[Job[Any]], reason: str | None) -> None:
+        """A token was cancelled: cancel its jobs, the running ones through the worker
+        that runs each (one pass over the workers, not one search per job)."""
+        for job in jobs:
+            if job._state is _PENDING:
+                self._cancel_job(job, reason)
+        linked = set(jobs)
+        for worker in list(self._workers):
+            running = worker.job
+            if running is not None and running in linked and running._state is _RUNNING:
+                self._cancel_job(running, reason, worker.task)
+
+    def _cancel_job(
+        self, job: Job[Any], reason: str | None, task: asyncio.Task[Any] | None = None
+    ) -> bool:
+        """Cancel *job*; *task* is the worker task running it, when the caller knows."""
         if job.done():
             return False
         loop = self._loop
@@ -1203,8 +1338,11 @@ class Runtime:
             hook = job._ask_to_stop(JobCancelled(reason))
             if isinstance(hook, anyio.CancelScope):
                 hook.cancel()
-            elif job._opts.inline:
-                task = self._task_running(job)
+            elif job._opts.inline and hook is not INJECTED:
+                # One injected cancel per attempt, as asyncio.timeout() sends one: a stop
+                # after a timeout fired only changes the outcome to CANCELLED.
+                if task is None:
+                    task = self._task_running(job)
                 if task is not None and task is not asyncio.current_task():
                     task.cancel()
                     job._set_hook(INJECTED)
@@ -1218,9 +1356,6 @@ class Runtime:
                 return worker.task
         return None
 
-    def _cancel_for_token(self, job: Job[Any], token: CancellationToken) -> None:
-        self._cancel_job(job, token.reason)
-
     def _cancel_waiting(self, reason: str) -> None:
         """Cancel the queued jobs and those backing off before a retry."""
         for job in self._queue.drain():
@@ -1230,8 +1365,10 @@ class Runtime:
 
     def _cancel_all(self, reason: str) -> None:
         self._cancel_waiting(reason)
-        for job in self.running_jobs():
-            self._cancel_job(job, reason)
+        for worker in list(self._workers):  # with its task: no search per job
+            job = worker.job
+            if job is not None and job._state is _RUNNING:
+                self._cancel_job(job, reason, worker.task)
 
     async def _until_idle(self) -> None:
         while self._unfinished():

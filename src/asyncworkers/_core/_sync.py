@@ -20,6 +20,7 @@ import asyncio
 import atexit
 import contextlib
 import threading
+from _thread import get_ident
 from collections import deque
 from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator, Mapping
 from concurrent.futures import Future
@@ -33,6 +34,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from ._bridges import check_picklable
 from ._exceptions import JobCancelled, QueueFull, RuntimeClosed
+from ._future import LeanFuture
 from ._lifecycle import Lifecycle
 from ._metrics import Metrics
 from ._options import JobOptions, Options, parse_options, parse_unit, plain_options
@@ -68,19 +70,22 @@ _LOOP_THREAD_ERROR: Final = (
 )
 
 
-class _JobFuture(Future[T]):
+class _JobFuture(LeanFuture[T]):
     """The ``concurrent.futures.Future`` of one job.
 
     It ends the way the job ends: with its result, its exception or, cancelled by any means
     (``cancel()`` here, a token, ``job.cancel()``, shutdown), with :class:`JobCancelled`.
+    A :class:`LeanFuture`: the round trip of a sync caller is mostly its future's.
     """
+
+    # Class defaults, set per future only when they change: a store less per job.
+    _job: Job[T] | None = None
+    # Set when cancel() came before the job was handed to the runtime (loop thread only).
+    _stop_reason: str | None = None
 
     def __init__(self, owner: SyncRuntime) -> None:
         super().__init__()
         self._owner = owner
-        self._job: Job[T] | None = None
-        # Set when cancel() came before the job was handed to the runtime (loop thread only).
-        self._stop_reason: str | None = None
 
     # -- what a user calls ----------------------------------------------------------------
 
@@ -95,22 +100,18 @@ class _JobFuture(Future[T]):
         if self.done():
             return False
         owner = self._owner
-        if threading.get_ident() == owner._loop_ident:
+        if get_ident() == owner._loop_ident:
             return self._cancel_in_loop()
         try:
             return owner._call(self._cancel_in_loop)
         except RuntimeClosed:  # the loop is gone, and every job with it
             return False
 
-    def result(self, timeout: float | None = None) -> T:
-        if not self.done():
-            self._owner._check_may_block("Future.result()", timeout)
-        return super().result(timeout)
+    def _may_block_forever(self) -> bool:
+        return get_ident() != self._owner._loop_ident
 
-    def exception(self, timeout: float | None = None) -> BaseException | None:
-        if not self.done():
-            self._owner._check_may_block("Future.exception()", timeout)
-        return super().exception(timeout)
+    def _check_may_wait(self, what: str, timeout: float | None) -> None:
+        self._owner._check_may_block(what, timeout)
 
     # -- what the runtime calls, on its loop ------------------------------------------------
 
@@ -120,10 +121,10 @@ class _JobFuture(Future[T]):
 
     def _job_done(self, job: Job[T]) -> None:
         self._job = None
-        if job.state is _COMPLETED:
-            self.set_result(job.result())
+        if job._state is _COMPLETED:
+            self._finish(job._outcome, None)
         else:
-            self.set_exception(job.exception())
+            self._finish(None, job.exception())
 
     def _cancel_in_loop(self, reason: str = "the future was cancelled") -> bool:
         if self.done():
@@ -143,7 +144,7 @@ class _JobFuture(Future[T]):
         owner = self._owner
         if self.done():
             return
-        if threading.get_ident() == owner._loop_ident:
+        if get_ident() == owner._loop_ident:
             self._cancel_in_loop(reason)
         elif owner._loop is not None:
             with contextlib.suppress(RuntimeError):  # a closed loop: the job has ended
@@ -286,7 +287,7 @@ class SyncRuntime:
 
     def _close(self, graceful: tuple[bool, bool, float | None] | None) -> None:
         """Shut down (graceful: the arguments of shutdown) or abort (None)."""
-        if threading.get_ident() == self._loop_ident:
+        if get_ident() == self._loop_ident:
             raise RuntimeError(_LOOP_THREAD_ERROR.format(what="shutdown()"))
         self._check_not_own_job("shutdown()")
         with self._lock:
@@ -356,6 +357,7 @@ class SyncRuntime:
         """The task that owns the runtime, for the whole life of the loop."""
         thread = threading.current_thread()
         thread.name = f"asyncworkers-sync-{id(self):x}"
+        _mark_asyncio_thread()
         self._host_done = anyio.Event()
         try:
             with anyio.CancelScope() as self._host_scope:
@@ -396,13 +398,16 @@ class SyncRuntime:
                 future.set_exception(JobCancelled(future._stop_reason))
                 continue
             try:
-                future._attach(runtime._submit_parsed(*parsed))
+                job = runtime._submit_parsed(*parsed)
             except QueueFull:
                 assert self._admitters is not None
                 self._admitters.start_soon(self._admit, batch[index:])
                 return
             except Exception as exc:
                 future.set_exception(exc)
+            else:  # future._attach(job), inlined: this runs once per job
+                future._job = job
+                job.add_done_callback(future._job_done)
 
     async def _admit(self, items: list[_Item]) -> None:
         """Submit jobs in order, each once the bounded queue has room for it."""
@@ -451,7 +456,9 @@ class SyncRuntime:
         set, blocks while the queue is full. Raises :class:`RuntimeClosed` once shutdown
         has begun and ``RuntimeError`` before :meth:`start`.
         """
-        return self._hand_in(self._parse(fn, args, options))
+        if options:
+            return self._hand_in(self._parse(fn, args, options))
+        return self._hand_in((fn, args, None, _NORMAL, plain_options(self._runtime, fn)))
 
     def enqueue(self, unit: WorkUnit[T]) -> Future[T]:
         """Queue a :class:`WorkUnit` (it may carry kwargs and a callback); like :meth:`submit`."""
@@ -470,7 +477,7 @@ class SyncRuntime:
     def _hand_in(self, parsed: _Parsed, future: _JobFuture[Any] | None = None) -> _JobFuture[Any]:
         if future is None:
             future = _JobFuture(self)
-        if threading.get_ident() == self._loop_ident:
+        if get_ident() == self._loop_ident:
             return self._hand_in_on_loop(future, parsed)
         if self._max_pending is not None and self._looks_full():
             return self._hand_in_when_room(future, parsed)
@@ -690,7 +697,7 @@ class SyncRuntime:
 
         Works before start and after shutdown too.
         """
-        if threading.get_ident() == self._loop_ident:
+        if get_ident() == self._loop_ident:
             self._drain_intake()
             return self._runtime.metrics()
         if self._state in (_OPEN, _CLOSING):
@@ -737,7 +744,7 @@ class SyncRuntime:
             )
 
     def _check_may_block(self, what: str, timeout: float | None) -> None:
-        if threading.get_ident() == self._loop_ident and (timeout is None or timeout > 0):
+        if get_ident() == self._loop_ident and (timeout is None or timeout > 0):
             raise RuntimeError(_LOOP_THREAD_ERROR.format(what=what))
 
     @property
@@ -752,6 +759,22 @@ class SyncRuntime:
 
     def __repr__(self) -> str:
         return f"<SyncRuntime state={self._state} loop={self.loop} runtime={self._runtime!r}>"
+
+
+def _mark_asyncio_thread() -> None:
+    """Tell anyio, through sniffio when it is installed, that this thread runs asyncio.
+
+    The intake is drained in a plain callback on the loop, outside any task, and handing it
+    a job may start a worker (anyio's ``start_soon``), which asks sniffio what runs here:
+    sniffio finds asyncio only from inside a task, or from this per-thread name, which its
+    documentation offers to threads that run an event loop. Without sniffio, anyio finds the
+    running loop itself.
+    """
+    try:
+        import sniffio
+    except ImportError:
+        return
+    sniffio.thread_local.name = "asyncio"
 
 
 def _outcome(future: Future[T]) -> T | BaseException:

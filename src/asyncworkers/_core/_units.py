@@ -202,6 +202,8 @@ class Job(Generic[T]):
         queued_at: float,
         extras: Extras | None = None,
     ) -> None:
+        # Runtime.submit_nowait makes its plain jobs with these same stores, inlined: keep
+        # the two in step (tests/test_runtime.py compares them).
         self.id = job_id
         self.fn = fn
         self.args = args

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from types import TracebackType
+from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 __all__ = ["ProgressLine"]
 
@@ -17,6 +18,17 @@ class ProgressLine:
         self._ok = self._failed = 0
         self._bar: Progress | None = None
         if enabled:
+            # Imported here: rich costs more to import than asyncworkers itself, and only
+            # dispatch(progress=True) draws with it.
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
             self._bar = Progress(
                 TextColumn("dispatch"),
                 BarColumn(),

@@ -73,7 +73,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
         record = await store.get(args.id)
         return [] if record is None else [record]
 
-    found = run_with_store("show", args.store, body)
+    found = run_with_store("show", args.store, body, read_only=True)
     if isinstance(found, int):
         return found
     if not found:
@@ -118,7 +118,7 @@ def _cmd_jobs(args: argparse.Namespace) -> int:
         return await store.jobs(state=args.state, queue=args.queue, task=args.task,
                                 limit=args.limit)  # fmt: skip
 
-    records = run_with_store("jobs", args.store, body)
+    records = run_with_store("jobs", args.store, body, read_only=True)
     if isinstance(records, int):
         return records
     if args.json:

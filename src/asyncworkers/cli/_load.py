@@ -32,7 +32,7 @@ from asyncworkers.loadgen._config import (
 )
 from asyncworkers.loadgen._plot import can_plot, plot
 
-from ._args import CommandParser, Commands, positive_int
+from ._args import CommandParser, Commands, explained, positive_int
 
 __all__ = ["add_command"]
 
@@ -44,20 +44,7 @@ class _OneLineParser(CommandParser):
     """A parser whose errors are one line (``asyncworkers load: error: ...``), no usage."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {_explained(message)}\n")
-
-
-# The options that take a duration. argparse reads a value like ``-3s`` as an option and
-# says only "expected one argument"; for these, say what a value must look like.
-_DURATION_OPTIONS = ("-d/--duration", "--timeout", "--p99", "--stages")
-
-
-def _explained(message: str) -> str:
-    if message.endswith("expected one argument") and any(
-        f"argument {name}:" in message for name in _DURATION_OPTIONS
-    ):
-        return f"{message}: a duration such as 10, 10s or 500ms (durations must be positive)"
-    return message
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {explained(message)}\n")
 
 
 def _type(convert: Callable[[str], Any]) -> Callable[[str], Any]:

@@ -7,13 +7,14 @@ import json
 import time
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.table import Table
+from rich.text import Text
 
 import asyncworkers as aw
 
 from ._args import Commands
-from ._store_args import add_store_option, count, run_with_store
+from ._store_args import add_store_option, count, positive_seconds, run_with_store
 
 __all__ = ["add_command", "collect_status"]
 
@@ -28,6 +29,18 @@ def add_command(commands: Commands) -> None:
     add_store_option(status)
     status.add_argument("--json", action="store_true", help="print one JSON object")
     status.add_argument("--dead", type=count, default=10, help="dead letters to list (default: 10)")
+    status.add_argument(
+        "--watch",
+        action="store_true",
+        help="show it live, read again every --interval seconds, until Ctrl-C (with --json: "
+        "one JSON line per reading)",
+    )
+    status.add_argument(
+        "--interval",
+        type=positive_seconds,
+        default=2.0,
+        help="seconds between two readings with --watch (default: 2)",
+    )
     status.set_defaults(handler=_cmd_status)
 
 
@@ -49,6 +62,11 @@ def _dead_row(r: aw.store.JobRecord) -> dict[str, Any]:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
+    if args.watch:
+        from ._status_watch import watch
+
+        return watch(args, collect_status, renderables)
+
     async def body(store: aw.store.Store) -> dict[str, Any]:
         return await collect_status(store, args.dead)
 
@@ -63,6 +81,13 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _render(status: dict[str, Any], console: Console) -> None:
+    for part in renderables(status):
+        console.print(part)
+
+
+def renderables(status: dict[str, Any]) -> list[RenderableType]:
+    """The tables and lines that show one reading of ``status``."""
+    parts: list[RenderableType] = []
     table = Table(title="Jobs by state")
     table.add_column("queue")
     for state in aw.store.STATES:
@@ -70,16 +95,15 @@ def _render(status: dict[str, Any], console: Console) -> None:
     for queue, counts in sorted(status["queues"].items()):
         table.add_row(queue, *(str(counts[s]) for s in aw.store.STATES))
     table.add_row("[bold]all[/]", *(str(status["counts"][s]) for s in aw.store.STATES))
-    console.print(table)
+    parts.append(table)
     oldest = status["oldest_waiting"]
     if oldest is None:
-        console.print("oldest waiting job: none")
+        parts.append(Text("oldest waiting job: none"))
     else:
-        console.print(
+        parts.append(Text(
             f"oldest waiting job: {oldest['id']} ({oldest['task']}), "
-            f"waiting {oldest['waiting_s']:.1f} s",
-            highlight=False,
-        )
+            f"waiting {oldest['waiting_s']:.1f} s"
+        ))  # fmt: skip
     if status["dead"]:
         dead = Table(title="Dead letters (most recent first)")
         for heading in ("id", "task", "queue", "attempts", "error"):
@@ -87,4 +111,5 @@ def _render(status: dict[str, Any], console: Console) -> None:
         for row in status["dead"]:
             dead.add_row(str(row["id"]), row["task"], row["queue"], str(row["attempts"]),
                          row["error"] or "")  # fmt: skip
-        console.print(dead)
+        parts.append(dead)
+    return parts

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._errors import JobDead, StoreError, StoreFull, StoreUnavailable, TaskExited
+from ._errors import (
+    JobDead,
+    JobWouldDeadlock,
+    StoreError,
+    StoreFull,
+    StoreUnavailable,
+    TaskExited,
+)
 from ._jobs import new_job
 from ._manager import Manager, ManagerMetrics
 from ._protocol import (
@@ -35,6 +42,7 @@ __all__ = (
     "Claimed",
     "JobDead",
     "JobRecord",
+    "JobWouldDeadlock",
     "Manager",
     "ManagerMetrics",
     "NewJob",

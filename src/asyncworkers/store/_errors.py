@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from .._core._exceptions import AsyncworkersError
 
-__all__ = ["JobDead", "StoreError", "StoreFull", "StoreUnavailable", "TaskExited"]
+__all__ = [
+    "JobDead",
+    "JobWouldDeadlock",
+    "StoreError",
+    "StoreFull",
+    "StoreUnavailable",
+    "TaskExited",
+]
 
 
 class StoreError(AsyncworkersError):
@@ -27,6 +34,13 @@ class StoreUnavailable(StoreError):
 class StoreFull(StoreError):
     """A write failed because the disk holding the database is full. Reads still work: a
     store opened with ``read_only=True`` (what ``asyncworkers status`` does) needs no room."""
+
+
+class JobWouldDeadlock(StoreError):
+    """``result()`` called in a job for another job that this worker can never run: every
+    slot that could run it is held by a job waiting like this one (``concurrency=1``: the
+    caller's own). Enqueue the follow-up work instead of waiting for it in a job, or give
+    the worker (or the awaited job's queue) more concurrency."""
 
 
 class JobDead(StoreError):

@@ -38,6 +38,8 @@ __all__ = [
     "MAX_TIME",
     "MIN_PRIORITY",
     "check_claim",
+    "check_claimed",
+    "check_held",
     "check_id",
     "check_int",
     "check_job",
@@ -232,6 +234,25 @@ def check_claim(queues: object, limit: object, lease: object, worker: object) ->
     for name in queues:
         names.append(check_text("queues item", name))
     return names
+
+
+def check_claimed(id: object, token: object) -> None:
+    """The ``(id, token)`` of a claim, as the Manager's writes carry it: 64-bit ints."""
+    check_id(id)
+    check_int("token", token, 0, MAX_ID)
+
+
+def check_held(held: object) -> list[tuple[int, int]]:
+    """``heartbeat``'s *held*: ``(id, token)`` pairs, as a list."""
+    if not isinstance(held, Iterable):
+        raise TypeError(f"held must be (id, token) pairs, got {show(held)}")
+    pairs: list[tuple[int, int]] = []
+    for pair in held:
+        if not isinstance(pair, tuple | list) or len(pair) != 2:
+            raise ValueError(f"held must be (id, token) pairs, got {show(pair)}")
+        check_claimed(*pair)
+        pairs.append((pair[0], pair[1]))
+    return pairs
 
 
 def check_lease(lease: object) -> float:

@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 
 from .._core._exceptions import JobCancelled
+from . import _deadlock
 from ._errors import JobDead
 from ._fields import (
     MAX_PAYLOAD_BYTES,
@@ -61,6 +62,9 @@ def decode_json(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
+from ..ops._tracing import TRACE_KEY, inject_trace  # noqa: E402 - light, no opentelemetry
+
+
 def new_job(
     task: str,
     args: dict[str, Any] | None = None,
@@ -78,6 +82,9 @@ def new_job(
     (the ranges are in ``store._fields`` and docs/store.md).
     """
     check_text("task", task)  # first: the other messages name the task
+    trace = inject_trace()  # None unless OpenTelemetry is on and a span is current
+    if trace is not None and isinstance(args, dict | None):
+        args = {**(args or {}), TRACE_KEY: trace}
     return NewJob(
         task=task,
         args_json=encode_args(args, task=task),
@@ -129,7 +136,8 @@ async def wait_result(store: Store, id: int, timeout: float | None) -> Any:
     Polls at 5 ms growing to 0.5 s, so a long wait costs few queries.
     """
     pause = 0.005
-    with anyio.fail_after(timeout) if timeout is not None else _no_limit():
+    limit = anyio.fail_after(timeout) if timeout is not None else _no_limit()
+    with limit, _deadlock.waiting(store) as check:
         while True:
             record = await store.get(id)
             if record is None:
@@ -137,6 +145,7 @@ async def wait_result(store: Store, id: int, timeout: float | None) -> Any:
             outcome = _ended(record)
             if outcome is not _NOT_YET:
                 return outcome
+            check(record)  # inside a job of a Manager: raises if it can never end
             await anyio.sleep(pause)
             pause = min(pause * 2, 0.5)
 

@@ -45,11 +45,13 @@ from anyio.abc import TaskGroup, TaskStatus
 
 import asyncworkers as aw
 
-from ._errors import StoreUnavailable
-from ._fields import check_text
-from ._heartbeat import LeaseKeeper
+from ..ops._tracing import TRACE_KEY, JobTracer, job_tracer
+from . import _deadlock
+from ._errors import JobWouldDeadlock, StoreUnavailable
+from ._fields import check_lease, check_text
+from ._heartbeat import ClockWatch, LeaseKeeper
 from ._jobs import encode_result
-from ._protocol import DEFAULT_LEASE, MAX_PAYLOAD_BYTES, Claimed, Store
+from ._protocol import DEFAULT_LEASE, MAX_PAYLOAD_BYTES, Claimed, JobRecord, Store
 from ._tasks import TaskRegistry, TaskSpec
 from ._upkeep import check_retention, upkeep_loops
 
@@ -68,6 +70,9 @@ _LATENCY_WINDOW = 1000
 _CANCEL_WAIT = 5.0
 # Longest error text kept in a row.
 _MAX_ERROR = 2000
+# Seconds the wall clock may run ahead of the monotonic one between two sweeps before the
+# sweeper takes it for a jump (NTP slews far slower than this).
+_CLOCK_JUMP = 1.0
 # Longest wait between two tries of a claim or a write while the database is away.
 _MAX_BACKOFF = 10.0
 
@@ -184,6 +189,7 @@ class Manager:
             raise TypeError(f"tasks must be an aw.store.TaskRegistry, got {tasks!r}")
         self._groups = _groups(concurrency, queues)
         _check_seconds("lease", lease)
+        check_lease(lease)  # what the store's claim takes: refused here, not at each claim
         _check_seconds("poll_interval", poll_interval)
         _check_seconds("shutdown_grace", shutdown_grace, allow_zero=True)
         if runtime is not None and not isinstance(runtime, aw.Runtime):
@@ -205,6 +211,7 @@ class Manager:
         self._ops_options = ops
         self._ops: Ops | None = None
         self._store_error: str | None = None  # the database is away: why
+        self._tracer: JobTracer | None = None  # set at the start when tracing is on
         self._upkeep = upkeep_loops(
             store, tasks, periodic=bool(periodic), retention=check_retention(retention)
         )
@@ -236,6 +243,7 @@ class Manager:
         self._grace_scope: anyio.CancelScope | None = None
         self._keeper: LeaseKeeper | None = None
         self._fatal: StoreUnavailable | None = None  # a store error that stopped us
+        self._waiting: set[int] = set()  # held jobs waiting in store.result() (_deadlock)
 
     def __repr__(self) -> str:
         state = "stopping" if self._stopping else "running" if self._started else "new"
@@ -274,6 +282,8 @@ class Manager:
             await self._tg.start(self._signal_loop)
         self._keeper = LeaseKeeper(beat, self._lease, self._lost, self.worker)
         self._keeper.start()
+        _deadlock.register(self)
+        self._tracer = job_tracer()  # None (and no cost per job) without OpenTelemetry
         if self._http is not None or self._ops_options is not None:
             await self._start_ops()
         return self
@@ -298,6 +308,7 @@ class Manager:
     ) -> None:
         if exc is not None:  # the body failed: do not wait out the grace
             self._hurry = True
+        _deadlock.unregister(self)
         try:
             with anyio.CancelScope(shield=True):
                 await self._shutdown()
@@ -536,13 +547,17 @@ class Manager:
     # -- running one job -----------------------------------------------------------------
 
     async def _run_one(self, held: _Held) -> None:
+        span: Any = None
         try:
             checked = self._check(held.claimed)
             if isinstance(checked, str):
                 await self._reject(held, checked)
                 return
             spec, args = checked
-            job = self._submit(held, spec, args)
+            carried = args.pop(TRACE_KEY, None)  # the producer's trace (ops tracing)
+            if self._tracer is not None:
+                span = self._tracer.start(held.claimed, carried)
+            job = self._submit(held, spec, args, span)
             if job is None:  # the runtime refused it (shutting down): back to the queue
                 await self._release(held)
                 return
@@ -550,6 +565,9 @@ class Manager:
             await self._settle(held, spec, job)
         finally:
             self._forget(held)
+            if span is not None:
+                assert self._tracer is not None
+                self._tracer.end(span, held.job)
 
     def _check(self, claimed: Claimed) -> tuple[TaskSpec, dict[str, Any]] | str:
         """The task and arguments of a claimed row, or why the row can never run."""
@@ -569,16 +587,22 @@ class Manager:
         if not isinstance(args, dict):
             return f"arguments are not a JSON object: {type(args).__name__}"
         try:
-            spec.check_args(args)
+            spec.check_args({k: v for k, v in args.items() if k != TRACE_KEY})
         except TypeError as exc:
             return str(exc)
         return spec, args
 
-    def _submit(self, held: _Held, spec: TaskSpec, args: dict[str, Any]) -> aw.Job[Any] | None:
+    def _submit(
+        self, held: _Held, spec: TaskSpec, args: dict[str, Any], span: Any = None
+    ) -> aw.Job[Any] | None:
         assert self._runtime is not None
         claimed = held.claimed
+        call = spec.call
+        if span is not None and spec.kind != "process":  # the span is current in the job
+            assert self._tracer is not None
+            call = self._tracer.wrap(call, span)
         unit: aw.WorkUnit[Any] = aw.WorkUnit(
-            spec.call,
+            call,
             kwargs=args,
             priority=claimed.priority,
             name=f"{claimed.task}#{claimed.id}",
@@ -620,7 +644,7 @@ class Manager:
         again = (
             retry
             and claimed.attempt < claimed.max_attempts
-            and not isinstance(error, aw.JobCancelled)
+            and not isinstance(error, aw.JobCancelled | JobWouldDeadlock)  # never better later
             and isinstance(error, spec.retry.retry_on)
         )
         retry_at = time.time() + spec.retry.delay(claimed.attempt) if again else None
@@ -706,6 +730,45 @@ class Manager:
             self._emptied.set()
         self._poke()
 
+    # -- a job waiting for another (_deadlock) --------------------------------------------
+
+    def _start_waiting(self, job: aw.Job[Any], store: Any) -> Callable[[JobRecord], None] | None:
+        """*job* calls ``store.result()``: if it is one of ours on our store, mark it
+        waiting and return the check of what it waits for."""
+        if store is not self._store:
+            return None
+        held = next((h for h in self._held.values() if h.job is job), None)
+        if held is None:
+            return None
+        self._waiting.add(held.claimed.id)
+        return lambda record: self._check_wait(held, record)
+
+    def _stop_waiting(self, job: aw.Job[Any]) -> None:
+        for held in self._held.values():
+            if held.job is job:
+                self._waiting.discard(held.claimed.id)
+
+    def _check_wait(self, held: _Held, record: JobRecord) -> None:
+        """Raise JobWouldDeadlock when *record* waits for a slot of ours that only jobs
+        waiting like *held* hold (and no group of ours has room for it)."""
+        if record.state != "queued":
+            return  # running somewhere, or about to end: it will
+        groups = [g for g in self._groups if g.queues is None or record.queue in g.queues]
+        if not groups:
+            return  # another worker serves its queue
+        for group in groups:
+            waiters = sum(
+                1 for h in self._held.values() if h.group is group and h.claimed.id in self._waiting
+            )
+            if waiters < group.capacity:
+                return  # a slot is, or will be, free for it
+        raise JobWouldDeadlock(
+            f"job {held.claimed.id} ({held.claimed.task}) waits for job {record.id} "
+            f"({record.task}, queue {record.queue!r}), which worker {self.worker} can never "
+            "run: each of its slots for that queue is held by a job waiting like this one "
+            "(enqueue the follow-up instead of awaiting it in a job, or raise the concurrency)"
+        )
+
     # -- leases --------------------------------------------------------------------------
 
     def _lost(self, claims: set[tuple[int, int]]) -> None:
@@ -722,7 +785,33 @@ class Manager:
                 held.job.cancel("lease lost")
 
     async def _sweep_loop(self) -> None:
+        """Put back the jobs whose lease expired, every poll interval; but never on leases
+        that only look expired: after a forward jump of the wall clock (every worker's
+        leases, until they renew: one lease), or after this process stood still (a job
+        holding the GIL stops the heartbeat thread too: our own leases, until it beats)."""
+        clock = ClockWatch()
+        jumped_until = 0.0  # monotonic: no sweep before this (the wall clock jumped)
+        stalled: tuple[int, float] | None = None  # the heartbeat round to wait for, and
+        # when to give up waiting (a heartbeat thread that is stuck for good)
         while True:
+            jump, gap = clock.step()
+            now = time.monotonic()
+            if jump > _CLOCK_JUMP:
+                jumped_until = now + self._lease
+                log.warning(
+                    "the wall clock jumped %.1f s forward: no lease expiry for %g s, until "
+                    "every worker has renewed its leases", jump, self._lease,
+                )  # fmt: skip
+            keeper = self._keeper
+            if keeper is not None:
+                if gap > self._poll + self._lease / 3:
+                    # Two rounds: the one under way may have beaten before we stood still.
+                    stalled = (keeper.rounds + 2, now + self._lease)
+                if stalled is not None and (keeper.rounds >= stalled[0] or now >= stalled[1]):
+                    stalled = None
+            if now < jumped_until or stalled is not None:
+                await anyio.sleep(self._poll)
+                continue
             try:
                 count = await self._store.requeue_expired()
             except Exception as exc:

@@ -38,6 +38,8 @@ import asyncpg
 from ._errors import StoreError
 from ._fields import (
     check_claim,
+    check_claimed,
+    check_held,
     check_id,
     check_json_text,
     check_lease,
@@ -393,6 +395,7 @@ class PostgresStore(EnqueueFields):
     async def complete(self, id: int, token: int, result_json: str) -> bool:
         """Mark a claimed job succeeded; False when fenced out. Completions that arrive
         together are written by one statement (group commit)."""
+        check_claimed(id, token)
         check_json_text("result_json", result_json)
         return await self._batcher.complete((id, token, result_json))
 
@@ -411,6 +414,7 @@ class PostgresStore(EnqueueFields):
     async def fail(self, id: int, token: int, error: str, retry_at: float | None) -> bool:
         """Record a failed attempt: queued again at *retry_at*, or dead (None, or out of
         attempts). False when fenced out."""
+        check_claimed(id, token)
         error = clean_error(error)
         retry_at = retry_time(retry_at)
         sql = self._sql
@@ -426,6 +430,7 @@ class PostgresStore(EnqueueFields):
 
     async def release(self, id: int, token: int) -> bool:
         """Back to queued without counting the attempt; False when fenced out."""
+        check_claimed(id, token)
         sql = self._sql
 
         async def write(conn: Conn, again: bool) -> bool:
@@ -439,10 +444,11 @@ class PostgresStore(EnqueueFields):
     async def heartbeat(self, held: Sequence[tuple[int, int]], lease: float) -> set[int]:
         """Renew the leases of ``(id, token)`` pairs; the ids whose lease is lost."""
         check_lease(lease)
-        if not held:
+        pairs = check_held(held)
+        if not pairs:
             return set()
-        ids = [i for i, _ in held]
-        tokens = [t for _, t in held]
+        ids = [i for i, _ in pairs]
+        tokens = [t for _, t in pairs]
         sql = self._sql
 
         async def beat(conn: Conn, _: bool) -> set[int]:
