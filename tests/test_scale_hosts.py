@@ -161,7 +161,7 @@ def pid_of(worker_column: str) -> int:
 def test_three_hosts_drain_10000_jobs_each_exactly_once_in_claim_order(
     hosts: Network, pg: PrivateCluster, tmp_path: Path
 ) -> None:
-    n, concurrency = 10_000, 10
+    n, concurrency = 10_000, 25
     with database(pg, "drain") as db:
         # priorities interleaved, so that claim order differs from insertion order; all in
         # before the workers start, so that every claim sees the whole queue

@@ -71,6 +71,9 @@ def decode_json(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
+from ..ops._tracing import TRACE_KEY, inject_trace  # noqa: E402 - light, no opentelemetry
+
+
 def new_job(
     task: str,
     args: dict[str, Any] | None = None,
@@ -88,6 +91,9 @@ def new_job(
     (the ranges are in ``store._fields`` and docs/store.md).
     """
     check_text("task", task)  # first: the other messages name the task
+    trace = inject_trace()  # None unless OpenTelemetry is on and a span is current
+    if trace is not None and isinstance(args, dict | None):
+        args = {**(args or {}), TRACE_KEY: trace}
     return NewJob(
         task=task,
         args_json=_dump_args(args, task),

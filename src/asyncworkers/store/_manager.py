@@ -44,10 +44,11 @@ from anyio.abc import TaskGroup, TaskStatus
 
 import asyncworkers as aw
 
+from ..ops._tracing import TRACE_KEY, JobTracer, job_tracer
 from . import _deadlock
 from ._errors import JobWouldDeadlock, StoreUnavailable
 from ._fields import check_lease, check_text
-from ._heartbeat import LeaseKeeper
+from ._heartbeat import ClockWatch, LeaseKeeper
 from ._jobs import encode_result
 from ._protocol import DEFAULT_LEASE, MAX_PAYLOAD_BYTES, Claimed, JobRecord, Store
 from ._tasks import TaskRegistry, TaskSpec
@@ -68,6 +69,9 @@ _LATENCY_WINDOW = 1000
 _CANCEL_WAIT = 5.0
 # Longest error text kept in a row.
 _MAX_ERROR = 2000
+# Seconds the wall clock may run ahead of the monotonic one between two sweeps before the
+# sweeper takes it for a jump (NTP slews far slower than this).
+_CLOCK_JUMP = 1.0
 # Longest wait between two tries of a claim or a write while the database is away.
 _MAX_BACKOFF = 10.0
 
@@ -206,6 +210,7 @@ class Manager:
         self._ops_options = ops
         self._ops: Ops | None = None
         self._store_error: str | None = None  # the database is away: why
+        self._tracer: JobTracer | None = None  # set at the start when tracing is on
         self._upkeep = upkeep_loops(
             store, tasks, periodic=bool(periodic), retention=check_retention(retention)
         )
@@ -275,6 +280,7 @@ class Manager:
         self._keeper = LeaseKeeper(beat, self._lease, self._lost, self.worker)
         self._keeper.start()
         _deadlock.register(self)
+        self._tracer = job_tracer()  # None (and no cost per job) without OpenTelemetry
         if self._http is not None or self._ops_options is not None:
             await self._start_ops()
         return self
@@ -522,13 +528,17 @@ class Manager:
     # -- running one job -----------------------------------------------------------------
 
     async def _run_one(self, held: _Held) -> None:
+        span: Any = None
         try:
             checked = self._check(held.claimed)
             if isinstance(checked, str):
                 await self._reject(held, checked)
                 return
             spec, args = checked
-            job = self._submit(held, spec, args)
+            carried = args.pop(TRACE_KEY, None)  # the producer's trace (ops tracing)
+            if self._tracer is not None:
+                span = self._tracer.start(held.claimed, carried)
+            job = self._submit(held, spec, args, span)
             if job is None:  # the runtime refused it (shutting down): back to the queue
                 await self._release(held)
                 return
@@ -536,6 +546,9 @@ class Manager:
             await self._settle(held, spec, job)
         finally:
             self._forget(held)
+            if span is not None:
+                assert self._tracer is not None
+                self._tracer.end(span, held.job)
 
     def _check(self, claimed: Claimed) -> tuple[TaskSpec, dict[str, Any]] | str:
         """The task and arguments of a claimed row, or why the row can never run."""
@@ -555,16 +568,22 @@ class Manager:
         if not isinstance(args, dict):
             return f"arguments are not a JSON object: {type(args).__name__}"
         try:
-            spec.check_args(args)
+            spec.check_args({k: v for k, v in args.items() if k != TRACE_KEY})
         except TypeError as exc:
             return str(exc)
         return spec, args
 
-    def _submit(self, held: _Held, spec: TaskSpec, args: dict[str, Any]) -> aw.Job[Any] | None:
+    def _submit(
+        self, held: _Held, spec: TaskSpec, args: dict[str, Any], span: Any = None
+    ) -> aw.Job[Any] | None:
         assert self._runtime is not None
         claimed = held.claimed
+        call = spec.call
+        if span is not None and spec.kind != "process":  # the span is current in the job
+            assert self._tracer is not None
+            call = self._tracer.wrap(call, span)
         unit: aw.WorkUnit[Any] = aw.WorkUnit(
-            spec.call,
+            call,
             kwargs=args,
             priority=claimed.priority,
             name=f"{claimed.task}#{claimed.id}",
@@ -747,7 +766,33 @@ class Manager:
                 held.job.cancel("lease lost")
 
     async def _sweep_loop(self) -> None:
+        """Put back the jobs whose lease expired, every poll interval; but never on leases
+        that only look expired: after a forward jump of the wall clock (every worker's
+        leases, until they renew: one lease), or after this process stood still (a job
+        holding the GIL stops the heartbeat thread too: our own leases, until it beats)."""
+        clock = ClockWatch()
+        jumped_until = 0.0  # monotonic: no sweep before this (the wall clock jumped)
+        stalled: tuple[int, float] | None = None  # the heartbeat round to wait for, and
+        # when to give up waiting (a heartbeat thread that is stuck for good)
         while True:
+            jump, gap = clock.step()
+            now = time.monotonic()
+            if jump > _CLOCK_JUMP:
+                jumped_until = now + self._lease
+                log.warning(
+                    "the wall clock jumped %.1f s forward: no lease expiry for %g s, until "
+                    "every worker has renewed its leases", jump, self._lease,
+                )  # fmt: skip
+            keeper = self._keeper
+            if keeper is not None:
+                if gap > self._poll + self._lease / 3:
+                    # Two rounds: the one under way may have beaten before we stood still.
+                    stalled = (keeper.rounds + 2, now + self._lease)
+                if stalled is not None and (keeper.rounds >= stalled[0] or now >= stalled[1]):
+                    stalled = None
+            if now < jumped_until or stalled is not None:
+                await anyio.sleep(self._poll)
+                continue
             try:
                 count = await self._store.requeue_expired()
             except Exception as exc:
