@@ -9,16 +9,21 @@ once. Tests wait for events (marker files, endpoint answers, rows), never for ti
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import anyio
+import pytest
 
 import asyncworkers as aw
 from _ops_support import get, ops_worker, poll_until
 from _pg_cluster import private_cluster
-from _store_support import lines, wait_until
+from _store_support import PROCESS_GUARD, REPO, lines, wait_until
 from test_ops_worker import samples
 
 JOBS = 30
@@ -93,3 +98,24 @@ def test_postgres_restart_under_a_running_worker_loses_and_repeats_nothing(
         for record in _on(cluster.dsn, records):
             assert (record.state, record.attempts) == ("succeeded", 1)
     assert "cannot reach PostgreSQL" in worker.output()  # the worker said so
+
+
+def test_a_full_sqlite_disk_under_a_running_worker_keeps_the_jobs(tmp_path: Path) -> None:
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.fail("this test mounts a small tmpfs: it needs root and unshare (CI runs as root)")
+    done = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", sys.executable,
+         str(Path(__file__).parent / "_ops_disk_scenario.py"), str(tmp_path / "disk"),
+         str(tmp_path)],
+        capture_output=True, text=True, cwd=REPO, timeout=PROCESS_GUARD * 2,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr + done.stdout
+    report = json.loads(done.stdout)
+    assert "write failed (StoreFull" in report["log"]  # the worker said so, and so did /readyz:
+    status, body = report["readyz_while_full"]
+    assert status == 503
+    assert "StoreFull" in json.loads(body)["reason"]
+    assert report["counts"]["succeeded"] == 3  # kept, then written once there was room
+    assert sorted(report["runs"]) == ["0", "1", "2"]  # each ran once
+    assert report["lease_losses"] == ["0.0"]
+    assert report["rc"] == 0

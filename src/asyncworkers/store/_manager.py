@@ -209,7 +209,8 @@ class Manager:
             raise TypeError(f"ops must be an aw.ops.Options or None, got {ops!r}")
         self._ops_options = ops
         self._ops: Ops | None = None
-        self._store_error: str | None = None  # the database is away: why
+        self._store_error: str | None = None  # the database is away: why (claims, sweeps)
+        self._write_error: str | None = None  # an outcome cannot be written: why
         self._tracer: JobTracer | None = None  # set at the start when tracing is on
         self._upkeep = upkeep_loops(
             store, tasks, periodic=bool(periodic), retention=check_retention(retention)
@@ -394,8 +395,9 @@ class Manager:
 
     @property
     def store_error(self) -> str | None:
-        """While the database is away, the last error of a claim or sweep; else None."""
-        return self._store_error
+        """While the database is away (or its disk full), the last error of a claim, a sweep
+        or an outcome's write; else None."""
+        return self._store_error or self._write_error
 
     @property
     def ops(self) -> Ops | None:
@@ -669,8 +671,10 @@ class Manager:
             while True:
                 try:
                     ok = await write()
+                    self._write_error = None
                     break
                 except Exception as exc:
+                    self._write_error = _one_line(exc)
                     if self._stop_on_fatal(exc) or time.monotonic() + pause > deadline:
                         log.error("job %s: giving up its write: %s", held.claimed.id,
                                   _one_line(exc))  # fmt: skip
