@@ -45,6 +45,9 @@ FAMILIES = {
 }
 
 
+STORE_DEAD = ("asyncworkers_store_jobs", (("queue", "default"), ("state", "dead")))
+
+
 def enqueue(factory: StoreFactory, task: str, args: dict[str, Any], **options: Any) -> int:
     from _ops_tasks import tasks
 
@@ -101,7 +104,8 @@ def test_worker_serves_probes_metrics_and_the_dashboard(
         # the counters count what the store recorded, once every outcome is written
         status, text = poll_until(
             "the outcomes in /metrics", worker.url + "/metrics",
-            lambda s, t: samples(t).get(("asyncworkers_dead_letters_total", ())) == 2,
+            lambda s, t: samples(t).get(("asyncworkers_dead_letters_total", ())) == 2
+            and samples(t).get(STORE_DEAD) == 2,  # the store is read in the background
         )  # fmt: skip
         assert families(text) >= FAMILIES, FAMILIES - families(text)
         got = samples(text)

@@ -106,7 +106,8 @@ class LeaseKeeper:
 
     def _run(self, loop: asyncio.AbstractEventLoop) -> None:
         try:
-            last = time.monotonic()
+            self._warm()
+            last = time.monotonic()  # after the warm-up, which may wait for a connection
             while not self._stop.wait(self._lease / 3):
                 now = time.monotonic()
                 with self._lock:
@@ -119,6 +120,13 @@ class LeaseKeeper:
                 self.rounds += 1
         finally:
             self._beat.close()
+
+    def _warm(self) -> None:
+        """An empty beat: a store may open its connection now, not at the first renewal."""
+        try:
+            self._beat.beat([], self._lease)
+        except Exception as exc:  # the first real beat tries again
+            log.warning("heartbeat: cannot connect yet (%s: %s)", type(exc).__name__, exc)
 
     def _stalled(self, seconds: float, held: int) -> None:
         log.error(
