@@ -46,6 +46,7 @@ import math
 import os
 import platform
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -351,6 +352,7 @@ class Count:
     large_ir: int = 0
     seconds: float = 0.0  # wall-clock of both callgrind runs
     wall: float = math.nan  # seconds per job (start-up paths: per command), without valgrind
+    cpu: float = math.nan  # a start-up path's CPU seconds (user + system), beside its wall
 
     @property
     def per_job(self) -> float:
@@ -375,8 +377,13 @@ def child_command(name: str, n: int, loop: str, *, timed: bool = False) -> list[
     ]
 
 
-def run_child(cmd: list[str], what: str) -> str:
+def run_child(cmd: list[str], what: str, *, cached: bool = False) -> str:
+    """Run *cmd*; its output. *cached*: with bytecode caches written and read, as an
+    installed package has them (this environment may set PYTHONDONTWRITEBYTECODE, and then
+    every import would compile its module from source: a start-up path would count that)."""
     env = {**os.environ, "PYTHONHASHSEED": "0"}
+    if cached:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{what} exited with {done.returncode}:\n{done.stderr[-3000:]}")
@@ -386,7 +393,11 @@ def run_child(cmd: list[str], what: str) -> str:
 def callgrind(name: str, n: int, loop: str, out_file: str) -> int:
     """Run one child under callgrind; its total instruction count."""
     cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out_file}"]
-    run_child([*cmd, *child_command(name, n, loop)], f"{name} with {n} jobs")
+    what = f"{name} with {n} jobs"
+    startup = PATHS[name].startup
+    if startup:  # once without valgrind first, to write the bytecode caches
+        run_child(child_command(name, n, loop), what, cached=True)
+    run_child([*cmd, *child_command(name, n, loop)], what, cached=startup)
     return total_instructions(out_file)
 
 
@@ -401,20 +412,31 @@ def wall_clock(count: Count, loop: str) -> float:
     if path.startup:
 
         def median_time(cmd: list[str]) -> float:
-            times = []
+            times, cpu = [], []
+            run_child(cmd, " ".join(cmd), cached=True)  # writes the bytecode caches
             for _ in range(WALL_RUNS):
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
                 start = time.perf_counter()
-                run_child(cmd, " ".join(cmd))
+                run_child(cmd, " ".join(cmd), cached=True)
                 times.append(time.perf_counter() - start)
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+            cpu_times.append(statistics.median(cpu))
             return statistics.median(times)
+
+        cpu_times: list[float] = []
 
         if path.argv is not None:
             script = shutil.which(path.argv[0], path=os.path.dirname(sys.executable))
             if script is None:
                 raise RuntimeError(f"{path.argv[0]} is not installed beside {sys.executable}")
-            return median_time([script, *path.argv[1:]])
+            wall = median_time([script, *path.argv[1:]])
+            count.cpu = cpu_times[0]
+            return wall
         bare = median_time(child_command(count.name, 0, loop))
-        return median_time(child_command(count.name, 1, loop)) - bare
+        wall = median_time(child_command(count.name, 1, loop)) - bare
+        count.cpu = cpu_times[1] - cpu_times[0]
+        return wall
     best = {}
     for n in (count.small, count.large):
         cmd = child_command(count.name, n, loop, timed=True)
@@ -452,7 +474,7 @@ def rows(counts: list[Count]) -> list[tuple[str, ...]]:
         if math.isnan(c.wall):
             wall = "-"
         elif path.startup:
-            wall = f"{c.wall * 1e3:.0f} ms"
+            wall = f"{c.wall * 1e3:.0f} ms (cpu {c.cpu * 1e3:.0f} ms)"
         else:
             wall = f"{c.wall * 1e6:.1f} us/job"
         jobs = "1 - 0" if path.startup else f"{c.large:,} - {c.small:,}"

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from typing import Any
-
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 import asyncworkers as aw
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 from ._args import Commands
 from ._store_args import add_store_option, count, run_with_store
@@ -58,11 +58,15 @@ def _cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(status, indent=2))
     else:
+        from rich.console import Console  # here: --help must not load rich
+
         _render(status, Console())
     return 0
 
 
 def _render(status: dict[str, Any], console: Console) -> None:
+    from rich.table import Table
+
     table = Table(title="Jobs by state")
     table.add_column("queue")
     for state in aw.store.STATES:
