@@ -466,7 +466,7 @@ COLUMNS = ("path", "what runs", "jobs", "instr/job", "vs peer", "wall clock")
 def rows(counts: list[Count]) -> list[tuple[str, ...]]:
     """The table: each path with its instructions, beside its peer's, and its wall clock."""
     by_name = {c.name: c for c in counts}
-    table = []
+    table: list[tuple[str, ...]] = []
     for c in counts:
         path = PATHS[c.name]
         peer = by_name.get(path.peer) if path.peer is not None else None
