@@ -35,3 +35,9 @@ async def stamp(i: int) -> None:
 async def sleepy(i: int, seconds: float) -> None:
     _stamp(i)
     await asyncio.sleep(seconds)
+
+
+@tasks.task("sleep")
+async def sleep(seconds: float) -> None:
+    """Hold a worker slot for *seconds* without using the CPU (benchmarks/scale.py)."""
+    await asyncio.sleep(seconds)

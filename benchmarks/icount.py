@@ -20,6 +20,8 @@ Paths (the trivial job is ``async def noop(i): return i``, or ``def plain_noop(i
 - ``aiojobs``: aiojobs ``Scheduler(limit=None)``, ``spawn`` every job, then ``wait()``.
 - ``plain``: asyncworkers ``Runtime(workers=8)``, ``submit_nowait(noop, i,
   priority=i % 5)`` for every job, then ``await job`` for each.
+- ``plain-ops``: ``plain`` with the operations endpoint on (``aw.ops.serve``: the
+  metrics' ``on_complete`` hook, the loop probe and listener threads, the watchdog).
 - ``timeout``, ``token``: the same with ``timeout=60.0``, or with one shared
   ``CancellationToken`` (the paths that pay for a cancel scope).
 - ``thread``: the same with ``plain_noop`` (a thread job, via anyio's worker threads).
@@ -140,6 +142,17 @@ async def plain(n: int) -> None:
             await job
 
 
+async def plain_ops(n: int) -> None:
+    import asyncworkers as aw
+
+    options = aw.ops.Options(stuck_after=3600.0)  # the watchdog looks, never finds
+    async with aw.Runtime(CONSUMERS) as rt, aw.ops.serve(rt, "127.0.0.1", 0, options):
+        submit = rt.submit_nowait
+        jobs = [submit(noop, i, priority=i % LEVELS) for i in range(n)]
+        for job in jobs:
+            await job
+
+
 async def with_timeout(n: int) -> None:
     import asyncworkers as aw
 
@@ -238,6 +251,12 @@ PATHS = _paths(
         "asyncworkers Runtime(8), submit_nowait(priority=i % 5), await",
         plain,
         imports=AW,
+    ),
+    Path(
+        "plain-ops",
+        "asyncworkers, plain + aw.ops.serve (metrics hook, loop probe, watchdog)",
+        plain_ops,
+        imports=(*AW, "aiohttp.web", "prometheus_client", "asyncworkers.ops._server"),
     ),
     Path("timeout", "asyncworkers, plain + timeout=60", with_timeout, imports=AW),
     Path("token", "asyncworkers, plain + token= (one shared token)", with_token, imports=AW),

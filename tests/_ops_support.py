@@ -36,6 +36,7 @@ class OpsWorker:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "asyncworkers", "worker", "--store", store_url,
                  "--tasks", TASKS, "--http", "127.0.0.1:0", "--poll-interval", "0.1",
+                 "--store-refresh", "0.1",
                  *options],
                 cwd=REPO, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env=env,

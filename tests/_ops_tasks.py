@@ -24,9 +24,9 @@ def _exists(path: str) -> bool:
     return Path(path).exists()
 
 
-def _mark(path: str) -> None:
-    with Path(path).open("a") as f:
-        f.write(f"{os.getpid()}\n")
+def _mark(path: str, text: str | None = None) -> None:
+    with Path(path).open("a") as f:  # one short line per append: whole lines, any process
+        f.write(f"{os.getpid() if text is None else text}\n")
 
 
 @tasks.task("echo")
@@ -59,3 +59,12 @@ async def block_loop(path: str, release: str) -> str:
     while not _exists(release):
         time.sleep(_STEP)  # noqa: ASYNC251 - blocking the loop is the point of this task
     return "unblocked"
+
+
+@tasks.task("tagged_hold")
+async def tagged_hold(path: str, release: str, tag: int) -> int:
+    """Append *tag* to *path* when it starts (one line per run), then run until *release*."""
+    _mark(path, str(tag))
+    while not _exists(release):
+        await asyncio.sleep(_STEP)
+    return tag

@@ -31,7 +31,7 @@ async def _effects() -> asyncpg.Pool:
             asyncpg.create_pool(
                 os.environ["AW_SCALE_DSN"],
                 min_size=1,
-                max_size=2,
+                max_size=4,
                 server_settings={"application_name": os.environ["AW_SCALE_APP"]},
             )
         )

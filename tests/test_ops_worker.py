@@ -8,13 +8,23 @@ from __future__ import annotations
 import json
 import re
 import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from _ops_support import get, ops_worker, poll_until, request
-from _store_support import SQLiteFactory, StoreFactory, lines, query, wait_until
+from _store_support import (
+    PROCESS_GUARD,
+    REPO,
+    SQLiteFactory,
+    StoreFactory,
+    lines,
+    query,
+    wait_until,
+)
 from asyncworkers.store import Store
 
 FAMILIES = {
@@ -33,6 +43,9 @@ FAMILIES = {
     "asyncworkers_stuck_jobs",
     "asyncworkers_stuck_jobs_found",
 }
+
+
+STORE_DEAD = ("asyncworkers_store_jobs", (("queue", "default"), ("state", "dead")))
 
 
 def enqueue(factory: StoreFactory, task: str, args: dict[str, Any], **options: Any) -> int:
@@ -91,7 +104,8 @@ def test_worker_serves_probes_metrics_and_the_dashboard(
         # the counters count what the store recorded, once every outcome is written
         status, text = poll_until(
             "the outcomes in /metrics", worker.url + "/metrics",
-            lambda s, t: samples(t).get(("asyncworkers_dead_letters_total", ())) == 2,
+            lambda s, t: samples(t).get(("asyncworkers_dead_letters_total", ())) == 2
+            and samples(t).get(STORE_DEAD) == 2,  # the store is read in the background
         )  # fmt: skip
         assert families(text) >= FAMILIES, FAMILIES - families(text)
         got = samples(text)
@@ -178,3 +192,40 @@ def test_a_blocked_loop_turns_healthz_to_503(tmp_path: Path) -> None:
         status, text, _ = get(worker.url + "/metrics")
         assert status == 200
         assert worker.stop() == 0
+
+
+def _status_watch(url: str, log: Path, *options: str) -> subprocess.Popen[bytes]:
+    with log.open("w") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "asyncworkers", "status", "--store", url, "--watch",
+             "--interval", "0.05", *options],
+            cwd=REPO, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+
+
+def test_status_watch_follows_the_store_until_ctrl_c(tmp_path: Path) -> None:
+    factory = SQLiteFactory(tmp_path)
+    enqueue(factory, "echo", {"value": 1})
+    log = tmp_path / "watch.jsonl"
+    proc = _status_watch(factory.url, log, "--json")
+    try:
+        wait_until("a first reading", lambda: lines(log))
+        enqueue(factory, "echo", {"value": 2})
+        wait_until("a reading with two jobs",
+                   lambda: json.loads(lines(log)[-1])["counts"]["queued"] == 2)  # fmt: skip
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=PROCESS_GUARD) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+
+    shown = tmp_path / "watch.txt"
+    proc = _status_watch(factory.url, shown)
+    try:
+        wait_until("the live table", lambda: "Jobs by state" in shown.read_text())
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=PROCESS_GUARD) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+    assert "Traceback" not in shown.read_text()

@@ -39,7 +39,7 @@ from _helpers import (
     wait_in_thread,
 )
 from asyncworkers._core import _runtime as runtime_module
-from asyncworkers._core._queue import JobQueue
+from asyncworkers._core._metrics import Recorder
 
 
 def plain_add(a: int, b: int) -> int:
@@ -588,6 +588,27 @@ async def test_resize_before_start_sets_the_worker_count() -> None:
     rt.resize(3)
     async with rt:
         assert rt.metrics().workers == 3
+
+
+async def test_the_fast_path_makes_the_same_handle_as_job_init() -> None:
+    # submit_nowait inlines Job.__init__ for a plain job: every field it sets must match.
+    async with aw.Runtime(1) as rt:
+        rt.pause()
+        fast = rt.submit_nowait(double, 1, priority=3)
+        slow: aw.Job[int] = rt.enqueue(aw.WorkUnit(double, args=(1,), priority=3))
+        for name in aw.Job.__slots__:
+            if name in ("_started_at", "_finished_at"):
+                assert not hasattr(fast, name)
+                assert not hasattr(slow, name)
+            elif name in ("id", "_queued_at"):
+                assert type(getattr(fast, name)) is type(getattr(slow, name))
+            elif name == "_opts":
+                assert fast._opts is slow._opts
+            else:
+                assert getattr(fast, name) == getattr(slow, name), name
+        rt.resume()
+        with no_hang():
+            assert [await fast, await slow] == [2, 2]
 
 
 # -- workers start as jobs come ----------------------------------------------------------
@@ -1720,16 +1741,16 @@ async def test_a_worker_that_fails_on_an_internal_bug_is_restarted_and_counted(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with aw.Runtime(1) as rt:
-        original = rt._settle
+        original = rt._end
         calls: list[int] = []
 
-        def broken(job: aw.Job[Any], value: Any, error: BaseException | None) -> None:
+        def broken(job: aw.Job[Any], state: aw.JobState, value: Any) -> None:
             calls.append(job.id)
             if len(calls) == 1:
                 raise RuntimeError("internal bug")
-            original(job, value, error)
+            original(job, state, value)
 
-        monkeypatch.setattr(rt, "_settle", broken)
+        monkeypatch.setattr(rt, "_end", broken)
         with caplog.at_level(logging.ERROR, logger="asyncworkers"):
             victim = rt.submit_nowait(double, 1, timeout=30)
             with no_hang():
@@ -1748,20 +1769,26 @@ async def test_a_worker_that_fails_on_an_internal_bug_is_restarted_and_counted(
 async def test_a_worker_failing_between_jobs_is_restarted(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    original = JobQueue.pop
+    # A bug in what a worker does between jobs (here: trimming the latency samples as it
+    # goes idle) restarts the worker's loop; no job is lost.
+    original = Recorder.trim_if_due
     async with aw.Runtime(1) as rt:
-        await all_blocked()  # the worker is idle, waiting for work
-        fails = [RuntimeError("queue bug")]
+        with no_hang():
+            assert await rt.run(double, 0) == 0  # the worker exists, and is idle now
+        await all_blocked()
+        fails = [RuntimeError("bookkeeping bug")]
 
-        def broken(queue: JobQueue) -> aw.Job[Any] | None:
+        def broken(recorder: Recorder) -> None:
             if fails:
                 raise fails.pop()
-            return original(queue)
+            original(recorder)
 
-        monkeypatch.setattr(JobQueue, "pop", broken)
+        monkeypatch.setattr(Recorder, "trim_if_due", broken)
         with caplog.at_level(logging.ERROR, logger="asyncworkers"), no_hang():
-            assert await rt.run(double, 1) == 2  # wakes the worker, which loops into the bug
+            assert await rt.run(double, 1) == 2  # then the worker goes idle into the bug
+            await all_blocked()
             assert await rt.run(double, 2) == 4
+        assert fails == []
         assert rt.metrics().worker_errors == 1
         assert rt.metrics().workers == 1
 

@@ -161,7 +161,7 @@ def pid_of(worker_column: str) -> int:
 def test_three_hosts_drain_10000_jobs_each_exactly_once_in_claim_order(
     hosts: Network, pg: PrivateCluster, tmp_path: Path
 ) -> None:
-    n, concurrency = 10_000, 10
+    n, concurrency = 10_000, 25
     with database(pg, "drain") as db:
         # priorities interleaved, so that claim order differs from insertion order; all in
         # before the workers start, so that every claim sees the whole queue
@@ -263,9 +263,10 @@ def test_a_host_cut_off_mid_run_loses_its_jobs_to_the_others_then_resumes(
 def test_200ms_more_round_trip_to_the_database_loses_no_lease(
     hosts: Network, pg: PrivateCluster, tmp_path: Path
 ) -> None:
-    # A lease must outlast a third of itself (the beat interval) plus the first beat, which
-    # opens the heartbeat's connection: ~5 round trips, 1 s here. 2 s leases were lost.
-    lease, long_naps, short_naps = 4.0, 30, 300
+    # A lease must outlast a third of itself (the beat interval) plus a beat (two round
+    # trips). 2 s leases were lost while the heartbeat opened its connection at its first
+    # renewal (~5 round trips); it now opens it at the start.
+    lease, long_naps, short_naps = 3.0, 30, 300
     with database(pg, "latency") as db:
         # jobs longer than the lease (kept only by heartbeats, each now >= 200 ms) among
         # short ones, all through a proxy that holds every chunk 100 ms each way

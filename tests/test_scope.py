@@ -709,3 +709,93 @@ async def test_the_shared_options_let_their_token_go_when_the_runtime_closes() -
     del token
     gc.collect()
     assert ref() is None
+
+
+# -- one deadline timer, one token registration per runtime ------------------------------------
+
+
+async def test_a_shorter_deadline_after_a_longer_one_fires_first() -> None:
+    long_one, short_one = Blocker(), Blocker()
+    async with aw.Runtime(2) as rt:
+        slow = rt.submit_nowait(long_one.run, 1, timeout=LONG)
+        with no_hang():
+            await long_one.started.wait()
+        quick = rt.submit_nowait(short_one.run, 2, timeout=SHORT)  # re-arms the timer sooner
+        with no_hang():
+            assert await quick.wait() is aw.JobState.FAILED
+        assert isinstance(quick.exception(), aw.JobTimeout)
+        assert slow.state is aw.JobState.RUNNING
+        long_one.release.set()
+        with no_hang():
+            assert await slow == 1
+        await assert_workers_clean(rt)
+
+
+async def test_deadlines_of_many_workers_each_fire_once() -> None:
+    count = 6
+    async with aw.Runtime(count) as rt:
+        jobs = [rt.submit_nowait(forever, timeout=SHORT * (1 + i % 3)) for i in range(count)]
+        with no_hang():
+            for job in jobs:
+                assert await job.wait() is aw.JobState.FAILED
+        assert all(isinstance(job.exception(), aw.JobTimeout) for job in jobs)
+        assert all(job.attempts == 1 for job in jobs)
+        await assert_workers_clean(rt)
+
+
+async def test_a_token_is_registered_once_per_runtime_and_let_go_when_its_jobs_end() -> None:
+    token = aw.CancellationToken()
+    blockers = [Blocker() for _ in range(5)]
+    async with aw.Runtime(3) as first, aw.Runtime(2) as second:
+        jobs = [
+            (first if i < 3 else second).submit_nowait(b.run, i, token=token)
+            for i, b in enumerate(blockers)
+        ]
+        assert len(token._callbacks) == 2  # one per runtime, not one per job
+        with no_hang():
+            for b in blockers:
+                await b.started.wait()
+        for b in blockers[:3]:
+            b.release.set()
+        with no_hang():
+            assert [await job for job in jobs[:3]] == [0, 1, 2]
+        assert len(token._callbacks) == 1  # the first runtime has no job with it left
+        await asyncio.to_thread(token.cancel, "from a thread")  # cancels in the other one
+        with no_hang():
+            for job in jobs[3:]:
+                assert await job.wait() is aw.JobState.CANCELLED
+        assert not token._callbacks
+        late = first.submit_nowait(_triple, 1, token=token)
+        assert late.state is aw.JobState.CANCELLED  # at once: the token was cancelled
+        assert late.exception() is not None
+        assert str(late.exception()) == "from a thread"
+        await assert_workers_clean(first)
+        await assert_workers_clean(second)
+
+
+async def test_a_token_cancel_reaches_its_running_pending_and_backing_off_jobs() -> None:
+    token = aw.CancellationToken()
+    running = Blocker()
+    failed_once = asyncio.Event()
+
+    async def fails() -> None:
+        failed_once.set()
+        raise ValueError("again")
+
+    async with aw.Runtime(2) as rt:
+        a = rt.submit_nowait(running.run, token=token)
+        b = rt.submit_nowait(fails, token=token, retry=aw.Retry(attempts=5, backoff=LONG))
+        with no_hang():
+            await running.started.wait()
+            await failed_once.wait()
+        await all_blocked()
+        rt.pause()
+        c = rt.submit_nowait(_triple, 1, token=token)
+        token.cancel("all")
+        assert b.state is aw.JobState.CANCELLED  # it was waiting out its backoff
+        assert c.state is aw.JobState.CANCELLED
+        with no_hang():
+            assert await a.wait() is aw.JobState.CANCELLED
+        rt.resume()
+        assert not token._callbacks
+        await assert_workers_clean(rt)

@@ -183,6 +183,23 @@ async def test_claim_arguments_are_refused_alike(store_factory: StoreFactory) ->
         with pytest.raises(ValueError, match="lease"):
             await store.heartbeat([(1, 1)], math.inf)
         assert (await store.counts())["queued"] == 1  # nothing was claimed
+        (claimed,) = await store.claim(None, 1, 30, W)
+        bad_refs: list[tuple[Any, Any, type[Exception]]] = [
+            (2**70, claimed.token, ValueError), (claimed.id, 2**64, ValueError),
+            (claimed.id, -1, ValueError), ("1", claimed.token, TypeError),
+        ]  # fmt: skip
+        for bad_id, bad_token, error in bad_refs:
+            with pytest.raises(error, match=r"id|token"):
+                await store.complete(bad_id, bad_token, "1")
+            with pytest.raises(error, match=r"id|token"):
+                await store.fail(bad_id, bad_token, "E", None)
+            with pytest.raises(error, match=r"id|token"):
+                await store.release(bad_id, bad_token)
+            with pytest.raises(error, match=r"id|token"):
+                await store.heartbeat([(bad_id, bad_token)], 30)
+        with pytest.raises(ValueError, match="pairs"):
+            await store.heartbeat([(1, 2, 3)], 30)  # type: ignore[list-item]
+        assert await store.complete(claimed.id, claimed.token, "1")
 
 
 async def test_outcomes_any_task_makes_are_stored(store_factory: StoreFactory) -> None:
@@ -292,3 +309,39 @@ def test_cli_enqueue_out_of_range_on_each_store(
     (line,) = proc.stderr.splitlines()
     assert line.startswith("asyncworkers enqueue: error: ")
     assert sum(query(store_factory, lambda s: s.counts()).values()) == 0
+
+
+def test_periodic_names_leave_room_for_their_run_keys() -> None:
+    tasks = aw.store.TaskRegistry()
+    with pytest.raises(ValueError, match="run keys of periodic task"):
+        tasks.periodic(60, name="p" * 1000)(lambda: None)
+    tasks.periodic(60, name="p" * 900)(lambda: None)  # its keys fit
+
+
+def test_manager_refuses_a_lease_no_claim_takes() -> None:
+    store = aw.store.SQLiteStore("unused.db")  # never opened
+    for lease in (math.inf, 1e300):
+        with pytest.raises(ValueError, match="lease"):
+            aw.store.Manager(store, aw.store.TaskRegistry(), lease=lease)
+
+
+def test_cli_purge_older_than_1970_deletes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    assert main(["purge", "--store", url, "--older-than", "99999999999w"]) == 0
+    out, err = capsys.readouterr()
+    assert "0" in out
+    assert err == ""
+
+
+def test_cli_worker_queue_no_store_holds_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    argv = ["worker", "--store", url, "--tasks", "tests._store_tasks:tasks", "--queue", "\udcff"]
+    assert main(argv) == 2
+    _, err = capsys.readouterr()
+    (line,) = err.splitlines()
+    assert line.startswith("asyncworkers worker: error: ")
+    assert "queues" in line

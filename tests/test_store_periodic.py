@@ -173,6 +173,12 @@ def test_schedules() -> None:
     assert every.latest(T0 + 9.99) == T0
     assert every.next_after(T0) == T0 + 10
     assert make_schedule(timedelta(minutes=1)) == Every(60)
+    # intervals that are no binary fraction: every missed instant once, in order
+    for step in (0.1, 0.3, 7.7):
+        missed = Every(step).missed(T0, T0 + 2000 * step, limit=1000)
+        assert len(set(missed)) == len(missed) == 1000
+        assert missed == sorted(missed)
+        assert missed[-1] == Every(step).latest(T0 + 2000 * step)
 
 
 @pytest.mark.parametrize(
@@ -182,6 +188,7 @@ def test_schedules() -> None:
         ({"schedule": "61 * * * *"}, ValueError, "not a cron expression"),
         ({"schedule": 0}, ValueError, "seconds > 0"),
         ({"schedule": -5.0}, ValueError, "seconds > 0"),
+        ({"schedule": 1e-6}, ValueError, "at least 0.001 s"),
         ({"schedule": [1]}, TypeError, "cron string, seconds or a timedelta"),
         ({"schedule": 10, "catch_up": 0}, ValueError, "between 1 and"),
         ({"schedule": 10, "catch_up": "yes"}, TypeError, "bool or a number of runs"),

@@ -565,3 +565,24 @@ async def test_counts_dead_cancel_purge(store: PostgresStore) -> None:
         "dead": 0,
         "cancelled": 0,
     }
+
+
+async def test_an_idle_manager_opens_its_heartbeat_connection_before_any_claim(dsn: str) -> None:
+    """Far from the database (200 ms), opening a connection costs about a second: the first
+    renewal must not pay for it, or a short lease runs out under a job that still runs
+    (seen in tests/test_scale_hosts.py with 2 s leases)."""
+    from asyncworkers.store._tasks import TaskRegistry
+
+    schema = dsn.rsplit("schema=", 1)[1]
+    async with PostgresStore(dsn) as store, aw.store.Manager(store, TaskRegistry(), lease=3):
+        conn = await admin()
+        try:
+            with no_hang():
+                while not await conn.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+                    f"asyncworkers-heartbeat:{schema}",
+                ):
+                    await asyncio.sleep(0.02)
+        finally:
+            await conn.close()
+        assert await store.counts() == dict.fromkeys(aw.store.STATES, 0)  # nothing claimed

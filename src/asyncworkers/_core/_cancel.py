@@ -10,6 +10,7 @@ import threading
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -17,7 +18,10 @@ from ._exceptions import JobCancelled
 from ._units import call_logged, current_job
 from ._validate import check_seconds
 
-__all__ = ["CancellationToken", "check_cancelled"]
+if TYPE_CHECKING:
+    from ._units import Job
+
+__all__ = ["CancellationToken", "TokenLinks", "check_cancelled"]
 
 _keys = itertools.count()
 
@@ -154,6 +158,69 @@ class CancellationToken:
     def _unlink(self, key: object) -> None:
         with self._lock:
             self._callbacks.pop(key, None)
+
+
+class TokenLinks:
+    """One runtime's jobs that carry tokens, by token: one registration on a token however
+    many of the runtime's jobs carry it, instead of a callback, a lock round and a closure
+    per job. A job links when it is accepted and unlinks when it ends; a token with no job
+    left is unregistered, so that the runtime keeps no token alive.
+
+    When a token is cancelled (in any thread), *cancel_jobs(jobs, reason)* runs on the
+    runtime's loop with the jobs linked to it then.
+    """
+
+    __slots__ = ("_by_token", "_cancel_jobs", "loop")
+
+    def __init__(self, cancel_jobs: Callable[[list[Job[Any]], str | None], None]) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None  # the runtime's, once started
+        self._cancel_jobs = cancel_jobs
+        self._by_token: dict[CancellationToken, set[Job[Any]]] = {}
+
+    def link(self, token: CancellationToken, job: Job[Any]) -> bool:
+        """Link *job* to *token*; False (and nothing linked) if the token is cancelled."""
+        jobs = self._by_token.get(token)
+        if jobs is None:
+            jobs = self._by_token[token] = set()
+            if not token._link(self, lambda: self._token_cancelled(token)):
+                del self._by_token[token]
+                return False
+        jobs.add(job)
+        return True
+
+    def unlink(self, token: CancellationToken, job: Job[Any]) -> None:
+        jobs = self._by_token.get(token)
+        if jobs is not None:
+            jobs.discard(job)
+            if not jobs:
+                del self._by_token[token]
+                token._unlink(self)
+
+    def close(self) -> None:
+        """Unregister from every token (the runtime has stopped)."""
+        for token in self._by_token:
+            token._unlink(self)
+        self._by_token.clear()
+
+    def _token_cancelled(self, token: CancellationToken) -> None:
+        """The token's callback, in the thread that cancelled it."""
+        loop = self.loop
+        if loop is None:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._cancel_linked(token)
+        else:
+            with contextlib.suppress(RuntimeError):  # a closed loop: its jobs ended with it
+                loop.call_soon_threadsafe(self._cancel_linked, token)
+
+    def _cancel_linked(self, token: CancellationToken) -> None:
+        jobs = self._by_token.pop(token, None)
+        if jobs:
+            self._cancel_jobs(list(jobs), token.reason)
 
 
 def check_cancelled() -> None:

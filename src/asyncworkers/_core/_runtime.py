@@ -30,6 +30,7 @@ from collections.abc import (
     Iterable,
     Mapping,
 )
+from heapq import heappop
 from types import TracebackType
 from typing import Any, Final, Literal, TypeVar, TypeVarTuple, Unpack, overload
 
@@ -37,6 +38,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from ._bridges import JobRaised, keep_alive_while, run_in_process, run_in_thread
+from ._cancel import TokenLinks
 from ._exceptions import AsyncworkersError, JobCancelled, JobTimeout, QueueFull, RuntimeClosed
 from ._lifecycle import Lifecycle
 from ._metrics import Metrics, Recorder
@@ -75,6 +77,7 @@ Ts = TypeVarTuple("Ts")
 logger = logging.getLogger("asyncworkers")
 
 _now = time.monotonic
+_new_job = object.__new__  # see submit_nowait
 _running_loop = asyncio._get_running_loop  # the C function: None outside a loop, no raise
 _PENDING: Final = JobState.PENDING
 _RUNNING: Final = JobState.RUNNING
@@ -82,6 +85,7 @@ _COMPLETED: Final = JobState.COMPLETED
 _FAILED: Final = JobState.FAILED
 _CANCELLED: Final = JobState.CANCELLED
 _NORMAL: Final = int(Priority.NORMAL)
+_INF: Final = math.inf
 _NEW: Final = Lifecycle.NEW
 _OPEN: Final = Lifecycle.OPEN
 _CLOSING: Final = Lifecycle.CLOSING
@@ -119,12 +123,14 @@ _LEAVE: Final = object()
 class _Worker(Seat):
     """One worker coroutine's state: its own cancel scope and the job it runs now."""
 
-    __slots__ = ("scope", "task")
+    __slots__ = ("deadline", "scope", "task")
 
     def __init__(self) -> None:
         super().__init__()
         self.scope: anyio.CancelScope | None = None
         self.task: asyncio.Task[Any] | None = None
+        # The loop time the job running now must stop by (inf: none); see _deadlines_due.
+        self.deadline = math.inf
 
 
 class Runtime:
@@ -155,6 +161,8 @@ class Runtime:
         "_backoff",
         "_can_grow",
         "_closed",
+        "_deadline_at",
+        "_deadline_timer",
         "_drain_scope",
         "_hooks",
         "_hurry",
@@ -162,6 +170,7 @@ class Runtime:
         "_idle_low",
         "_intake_loop",
         "_join_waiters",
+        "_links",
         "_live",
         "_loop",
         "_max_pending",
@@ -236,6 +245,10 @@ class Runtime:
         self._plain_async = Options("async", self)
         self._plain_thread = Options("thread", self)
         self._memo = OptionsMemo()
+        self._links = TokenLinks(self._cancel_linked)  # the jobs carrying tokens, by token
+        # The one timer of the inline jobs' deadlines: set for the soonest of them.
+        self._deadline_timer: asyncio.TimerHandle | None = None
+        self._deadline_at = math.inf
 
         self._tg: TaskGroup | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -256,7 +269,7 @@ class Runtime:
     async def __aenter__(self) -> Runtime:
         if self._state is not _NEW:
             raise RuntimeError(f"{self!r} can be started only once")
-        self._loop = asyncio.get_running_loop()
+        self._loop = self._links.loop = asyncio.get_running_loop()
         if self._signals is not None:  # first: it is the step that can fail
             self._signals.subscribe()
         self._closed = anyio.Event()
@@ -387,6 +400,7 @@ class Runtime:
 
     def _finish_close(self, *, force: bool) -> None:
         self._memo.clear()  # it holds the last options, a token among them
+        self._links.close()
         self._stop_workers(force=force)
         if self._thread_pool is not None:
             self._thread_pool.close()
@@ -458,8 +472,24 @@ class Runtime:
             raise self._queue_full()
         metrics = self._metrics
         metrics.submitted = job_id = metrics.submitted + 1  # ids count the submitted jobs
-        job: Job[Any] = Job(job_id, fn, args, priority, opts, _now())
-        queue.push(job)
+        # Job.__init__, inlined: calling the class costs more than the ten stores.
+        job: Job[Any] = _new_job(Job)
+        job.id = job_id
+        job.fn = fn
+        job.args = args
+        job.priority = priority
+        job._opts = opts
+        job._state = _PENDING
+        job._attempts = 0
+        job._queued_at = _now()
+        job._outcome = None
+        job._extras = None
+        # JobQueue.push, inlined.
+        level = queue._levels.get(priority)
+        if level is None:
+            level = queue._add_level(priority)
+        level.append(job)
+        queue.pending += 1
         if self._idle:
             self._wake_worker()
         elif self._can_grow:
@@ -643,9 +673,7 @@ class Runtime:
         metrics.submitted = job_id = metrics.submitted + 1  # ids count the submitted jobs
         job: Job[Any] = Job(job_id, fn, args, priority, opts, _now(), extras)
         token = opts.token
-        # The job's own bound method: one object per job, and _cancel_job hops onto the
-        # loop when the token is cancelled in another thread.
-        if token is not None and not token._link(job, job._cancel_for_token):
+        if token is not None and not self._links.link(token, job):
             self._end(job, _CANCELLED, JobCancelled(token.reason))
             return job
         self._queue.push(job)
@@ -912,18 +940,34 @@ class Runtime:
         run_samples = metrics.run_time.samples
         assert self._loop is not None
         new_future = self._loop.create_future
-        call_later = self._loop.call_later
-        expire = self._expire_inline
+        loop_time = self._loop.time
         park = self._park
         room_waiters = self._room_waiters
+        heap, levels = queue._heap, queue._levels  # JobQueue.pop, inlined below
         streak = 0  # jobs run since this worker last let the loop run
+        # When the last job ended, if nothing was awaited since: the next one starts then
+        # (a microsecond later, in the same step), which saves reading the clock again.
+        ended: float | None = None
         while self._live <= self._target:
-            job = None if self._paused else queue.pop()
+            job = None
+            if not self._paused:
+                while heap:  # JobQueue.pop: the first PENDING job, tombstones dropped
+                    level = levels[-heap[0]]
+                    if not level:
+                        del levels[-heappop(heap)]
+                        continue
+                    job = level.popleft()
+                    if job._state is _PENDING:
+                        queue.pending -= 1
+                        break
+                    queue._tombstones -= 1
+                    job = None
             if job is None:
                 # Park until a submit (or resume, resize, stop) wakes us, or the reaper
                 # ends us; inline, because a helper coroutine here would be paid on every
                 # idle wake.
                 streak = 0
+                ended = None
                 metrics.trim_if_due()
                 waiter = new_future()
                 park(waiter)
@@ -936,10 +980,14 @@ class Runtime:
             # start: queued -> running (see Job).
             job._state = _RUNNING
             job._attempts += 1
-            job._started_at = started = _now()
+            if ended is None:
+                job._started_at = started = _now()
+            else:
+                job._started_at = started = ended
+                ended = None
             wait_samples.append(started - job._queued_at)
             opts = job._opts
-            if opts.inline and not opts.guarded:
+            if opts.direct:
                 # The hot path, kept in this loop: a helper coroutine per job costs as much
                 # as the job. See _cancel_job for INJECTED.
                 try:
@@ -976,19 +1024,23 @@ class Runtime:
                             or self._join_waiters
                         ):
                             self._after_end(job, _COMPLETED, value, waiters)
+                        else:  # no user code ran since: the next job may start at `now`
+                            ended = now
                     else:  # the job swallowed its cancellation; the stop still wins
                         if extras.hook is INJECTED:
                             task.uncancel()
                         self._stopped(job)
             elif opts.guarded:
                 # A timeout or a token: still inline, no task and no cancel scope. The
-                # deadline is a timer and a token's cancel goes through _cancel_job; both
-                # stop the job by injecting task.cancel(), taken back with uncancel() as
-                # asyncio.timeout() does, so that the job's own scopes and timeouts nest.
+                # deadline is this worker's, watched by the runtime's one deadline timer,
+                # and a token's cancel comes through TokenLinks; both stop the job by
+                # injecting task.cancel(), taken back with uncancel() as asyncio.timeout()
+                # does, so that the job's own scopes and timeouts nest inside.
                 timeout = opts.timeout
-                timer = None if timeout is None else call_later(timeout, expire, job, task)
-                if opts.token is not None:
-                    job._set_hook(task)  # where _cancel_job finds the task to stop
+                if timeout is not None:
+                    worker.deadline = deadline = loop_time() + timeout
+                    if deadline < self._deadline_at:
+                        self._arm_deadlines(deadline)
                 try:
                     extras = job._extras
                     if extras is None or extras.kwargs is None:
@@ -996,27 +1048,27 @@ class Runtime:
                     else:
                         value = await job.fn(*job.args, **extras.kwargs)
                 except asyncio.CancelledError:
-                    if timer is not None:
-                        timer.cancel()
+                    worker.deadline = _INF
                     if job._hook is not INJECTED or task.uncancel():
                         raise  # not (only) ours: the worker itself is being cancelled
                     self._stopped(job)
                 except (KeyboardInterrupt, SystemExit):
-                    if timer is not None:
-                        timer.cancel()
+                    worker.deadline = _INF
                     raise
                 except BaseException as exc:  # an Exception, GeneratorExit, a user class
-                    if timer is not None:
-                        timer.cancel()
+                    worker.deadline = _INF
                     if job._hook is INJECTED:
                         task.uncancel()
                     self._settle(job, None, exc)
                 else:
-                    if timer is not None:
-                        timer.cancel()
-                    if job._hook is INJECTED:  # it swallowed the cancel: the stop wins
-                        task.uncancel()
-                    self._settle(job, value, None)
+                    worker.deadline = _INF
+                    extras = job._extras
+                    if extras is None or extras.stop is None:
+                        self._end(job, _COMPLETED, value)
+                    else:  # it swallowed the cancel (or cancelled itself): the stop wins
+                        if extras.hook is INJECTED:
+                            task.uncancel()
+                        self._stopped(job)
             elif opts.scoped:
                 await self._run_scoped(job, opts)
             else:
@@ -1028,6 +1080,7 @@ class Runtime:
                 # loop: timers, I/O and the tasks waiting for results all wait on us. The
                 # latency samples are trimmed here too, rather than checked on every job.
                 streak = 0
+                ended = None
                 metrics.trim_if_due()
                 await asyncio.sleep(0)
 
@@ -1038,6 +1091,10 @@ class Runtime:
         if self._reaper is not None:
             self._reaper.cancel()
             self._reaper = None
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+            self._deadline_timer = None
+            self._deadline_at = _INF
         if force:
             self._abandon_threads()
             for worker in self._workers:
@@ -1067,6 +1124,40 @@ class Runtime:
             self._end(job, _CANCELLED, _stop_or(job, "abandoned when the runtime stopped"))
 
     # -- running one job off the hot path ----------------------------------------------
+
+    def _arm_deadlines(self, at: float) -> None:
+        """Set the deadline timer for *at*, sooner than it was set for (if it was)."""
+        assert self._loop is not None
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+        self._deadline_at = at
+        self._deadline_timer = self._loop.call_at(at, self._deadlines_due)
+
+    def _deadlines_due(self) -> None:
+        """The deadline timer: time out the inline jobs whose deadline has passed, and set
+        the timer for the soonest of the others.
+
+        One timer for every worker, rather than one per job: a job only writes its
+        deadline on its worker (and arms the timer when it is the soonest), so a job that
+        ends in time costs no timer at all. The timer fires about once per timeout period,
+        and looks at each live worker then.
+        """
+        assert self._loop is not None
+        self._deadline_timer = None
+        self._deadline_at = _INF
+        now = self._loop.time()
+        soonest = _INF
+        for worker in list(self._workers):
+            deadline = worker.deadline
+            if deadline <= now:
+                worker.deadline = _INF  # one stop per deadline
+                job, task = worker.job, worker.task
+                if job is not None and task is not None:
+                    self._expire_inline(job, task)
+            elif deadline < soonest:
+                soonest = deadline
+        if soonest != _INF and self._state is not _CLOSED:
+            self._arm_deadlines(soonest)
 
     def _expire_inline(self, job: Job[Any], task: asyncio.Task[Any]) -> None:
         """An inline job's deadline: stop it with JobTimeout, unless a stop came first (a
@@ -1212,7 +1303,7 @@ class Runtime:
         callback, the done-callbacks and waiters of the handle, the hooks)."""
         opts = job._opts
         if not opts.plain and opts.token is not None:
-            opts.token._unlink(job)
+            self._links.unlink(opts.token, job)
         # The runtime's own bookkeeping is done before any user code runs, so that a
         # KeyboardInterrupt from a hook cannot lose a join() wake-up.
         if self._join_waiters and not self._unfinished():
@@ -1227,6 +1318,18 @@ class Runtime:
                 call_logged(hook, job)
 
     # -- cancelling ----------------------------------------------------------------------
+
+    def _cancel_linked(self, jobs: list[Job[Any]], reason: str | None) -> None:
+        """A token was cancelled: cancel its jobs, the running ones through the worker
+        that runs each (one pass over the workers, not one search per job)."""
+        for job in jobs:
+            if job._state is _PENDING:
+                self._cancel_job(job, reason)
+        linked = set(jobs)
+        for worker in list(self._workers):
+            running = worker.job
+            if running is not None and running in linked and running._state is _RUNNING:
+                self._cancel_job(running, reason, worker.task)
 
     def _cancel_job(
         self, job: Job[Any], reason: str | None, task: asyncio.Task[Any] | None = None
@@ -1263,9 +1366,7 @@ class Runtime:
             elif job._opts.inline and hook is not INJECTED:
                 # One injected cancel per attempt, as asyncio.timeout() sends one: a stop
                 # after a timeout fired only changes the outcome to CANCELLED.
-                if hook is not None:  # a job with a token keeps its worker task there
-                    task = hook  # type: ignore[assignment]
-                elif task is None:
+                if task is None:
                     task = self._task_running(job)
                 if task is not None and task is not asyncio.current_task():
                     task.cancel()

@@ -131,11 +131,8 @@ class Injected:
 INJECTED: Final = Injected()
 
 # What stops a job that is asked to, while it is in a state that has one: the cancel scope it
-# runs (or waits for a thread) under, the timer of its retry backoff, the worker task that
-# runs an inline job with a token (cancelled for it, then INJECTED), or INJECTED.
-Hook = Union[  # noqa: UP007 (a runtime alias)
-    anyio.CancelScope, asyncio.TimerHandle, Injected, asyncio.Task[Any]
-]
+# runs (or waits for a thread) under, the timer of its retry backoff, or INJECTED.
+Hook = Union[anyio.CancelScope, asyncio.TimerHandle, Injected]  # noqa: UP007 (a runtime alias)
 
 _PENDING: Final = JobState.PENDING
 _RUNNING: Final = JobState.RUNNING
@@ -205,6 +202,8 @@ class Job(Generic[T]):
         queued_at: float,
         extras: Extras | None = None,
     ) -> None:
+        # Runtime.submit_nowait makes its plain jobs with these same stores, inlined: keep
+        # the two in step (tests/test_runtime.py compares them).
         self.id = job_id
         self.fn = fn
         self.args = args
@@ -351,12 +350,6 @@ class Job(Generic[T]):
         """retry-wait -> queued: the backoff is over."""
         self._extras_made().hook = None
         self._queued_at = now
-
-    def _cancel_for_token(self) -> None:
-        """A token this job carries was cancelled, in any thread (see Runtime._accept)."""
-        opts = self._opts
-        reason = None if opts.token is None else opts.token.reason
-        opts.owner._cancel_job(self, reason)
 
     def _ask_to_stop(self, error: AsyncworkersError) -> Hook | None:
         """Record a stop request and return the hook that carries it out, if any."""

@@ -50,6 +50,14 @@ def add_ops_options(parser: argparse.ArgumentParser) -> None:
         f"{_DEFAULTS.lag_threshold:g})",
     )
     group.add_argument(
+        "--store-refresh",
+        type=positive_seconds,
+        default=_DEFAULTS.refresh,
+        metavar="SECONDS",
+        help="longest age of the store's queue depth that /metrics and the dashboard show: "
+        f"the store is read at most this often (default: {_DEFAULTS.refresh:g})",
+    )
+    group.add_argument(
         "--stuck-after",
         type=positive_seconds,
         metavar="SECONDS",
@@ -74,6 +82,7 @@ def ops_settings(args: argparse.Namespace) -> dict[str, Any]:
         admin=args.http_admin,
         token=token,
         lag_threshold=args.lag_threshold,
+        refresh=args.store_refresh,
         stuck_after=args.stuck_after,
         stuck_action=args.stuck_action,
     )

@@ -39,7 +39,8 @@ def add_command(commands: Commands) -> None:
 
 
 def _cmd_purge(args: argparse.Namespace) -> int:
-    before = time.time() - args.older_than
+    # an age reaching back before 1970 deletes nothing, as a store's purge(0) does
+    before = max(0.0, time.time() - args.older_than)
     states = tuple(args.states) if args.states else _ENDED
 
     async def body(store: aw.store.Store) -> list[int]:

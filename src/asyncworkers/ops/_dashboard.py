@@ -123,7 +123,7 @@ def status(ops: Ops) -> dict[str, Any]:
         "store": None if view.store is None else {
             "queues": reading.queues,
             "error": reading.error,
-            "read_age": time.monotonic() - reading.read_at,
+            "read_age": None if reading.read_at is None else time.monotonic() - reading.read_at,
             "oldest_waiting": None if oldest is None else {
                 **_record(oldest), "waiting": max(0.0, time.time() - oldest.run_at)
             },

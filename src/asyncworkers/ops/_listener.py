@@ -51,6 +51,7 @@ class Listener:
             self._sock.close()
             raise
         self._sock.setblocking(False)
+        self._address: tuple[str, int] = self._sock.getsockname()[:2]
         self._probe = probe
         self._hand_off = hand_off
         self._wake_r, self._wake_w = socket.socketpair()
@@ -61,8 +62,7 @@ class Listener:
     @property
     def address(self) -> tuple[str, int]:
         """The bound host and port (the port chosen by the system when 0 was asked)."""
-        host, port = self._sock.getsockname()[:2]
-        return host, port
+        return self._address
 
     def start(self) -> None:
         self._thread.start()

@@ -21,7 +21,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from . import _dashboard
-from ._metrics import JobTimes, StoreReading, Stuck, make_registry
+from ._metrics import JobTimes, StoreReading, Stuck, make_registry, recorder_of
 from ._options import Options
 from ._probes import LoopProbe
 from ._target import View, view_of
@@ -51,7 +51,7 @@ class Ops:
         self.view: View = view_of(target)
         self.options = options
         self._address = address
-        self.times = JobTimes()
+        self.times: JobTimes | None = None  # made at the start (the runtime may not exist yet)
         self.stuck = Stuck()
         self.reading = StoreReading(self.view, options.refresh)
         self.history = _dashboard.History()
@@ -63,7 +63,6 @@ class Ops:
         self._runner: web.AppRunner | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tg: TaskGroup | None = None
-        self._unhook: Callable[[], None] | None = None
         self._connections: set[asyncio.Task[Any]] = set()
         self._closing = False
         self.csrf = _dashboard.new_secret()
@@ -100,13 +99,15 @@ class Ops:
             raise RuntimeError(
                 "asyncworkers.ops needs the asyncio backend (uvloop or not)"
             ) from None
-        self._unhook = runtime.on_complete(self.times.observe)
+        self.times = JobTimes(recorder_of(runtime))
         self._probe = LoopProbe(self._loop, self.options.lag_threshold)
         self._probe.start()
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         try:
+            self._tg.start_soon(self._ingest_times)
             self._tg.start_soon(self._sample_history)
+            self._tg.start_soon(self.reading.run)
             if self.watchdog is not None:
                 self._tg.start_soon(self.watchdog.run)
             if self._address is not None:
@@ -136,8 +137,6 @@ class Ops:
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
             await self._tg.__aexit__(None, None, None)
-        if self._unhook is not None:
-            self._unhook()
         if self._probe is not None:
             self._probe.stop()
 
@@ -155,6 +154,7 @@ class Ops:
         app.router.add_get("/", self._page)
         app.router.add_get("/api/status", self._status)
         app.router.add_post("/api/jobs/{id}/{action}", self._act)
+        assert self.times is not None
         self._registry = make_registry(self.view, self.times, self.reading, self.stuck,
                                        self._lag)  # fmt: skip
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -208,7 +208,7 @@ class Ops:
         from aiohttp import web
         from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-        await self.reading.fresh()
+        self.reading.ask()
         body = generate_latest(self._registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -227,7 +227,7 @@ class Ops:
     async def _status(self, request: web.Request) -> web.Response:
         from aiohttp import web
 
-        await self.reading.fresh()
+        self.reading.ask()
         return web.json_response(_dashboard.status(self), headers=_NO_STORE)
 
     async def _act(self, request: web.Request) -> web.Response:
@@ -249,14 +249,24 @@ class Ops:
         except Exception as exc:
             log.warning("dashboard %s of job %s failed: %r", action, job_id, exc)
             return web.json_response({"error": f"{type(exc).__name__}: {exc}"}, status=503)
-        self.reading.read_at = -float("inf")  # show the change at the next poll
+        self.reading.ask(now=True)  # show the change at the next polls
         log.info("dashboard: %s of job %s %s", action, job_id, "done" if done else "refused")
         return web.json_response({"ok": done}, status=200 if done else 409)
 
-    async def _sample_history(self) -> None:
+    async def _ingest_times(self) -> None:
+        assert self.times is not None
         while True:
+            self.times.ingest()
+            await anyio.sleep(_INGEST_EVERY)
+
+    async def _sample_history(self) -> None:
+        assert self.times is not None
+        while True:
+            self.times.ingest()
             self.history.sample(self.times)
             await anyio.sleep(_dashboard.SAMPLE_EVERY)
 
 
 _NO_STORE = {"Cache-Control": "no-store"}
+# Seconds between two bucketings of the runtime's time samples (see JobTimes).
+_INGEST_EVERY = 0.1

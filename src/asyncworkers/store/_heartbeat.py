@@ -2,6 +2,13 @@
 
 A thread, not a task: a job that blocks the event loop (a bug, but a common one) must not
 cost the worker its leases, or another worker would run the job a second time meanwhile.
+
+A thread still needs the GIL. Pure Python code hands it over every few milliseconds, but a
+C call that keeps it (a long ``sum(range(10**10))``, a regex backtracking over a huge string,
+an extension that never releases it) stops this thread too; past a lease, the leases lapse
+and another worker may run those jobs again. That cannot be prevented from here, so it is
+not silent: the thread notices that it woke a lease or more late and logs an error naming
+the cause and the remedies (``kind="process"`` for such work, or a longer lease).
 """
 
 from __future__ import annotations
@@ -9,16 +16,42 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from ._protocol import SyncHeartbeat
 
-__all__ = ["LeaseKeeper"]
+__all__ = ["ClockWatch", "LeaseKeeper"]
 
 log = logging.getLogger("asyncworkers.store")
 
 # How long stopping waits for a beat under way (one that waits out a locked database).
 _JOIN_TIMEOUT = 10.0
+
+
+class ClockWatch:
+    """Notices the wall clock (``time.time``, what leases are written in) jumping forward
+    against the monotonic one: an NTP step, a suspended VM resumed, an operator's ``date``.
+
+    A lease written before such a jump looks expired after it, though its holder is alive
+    and will renew it within ``lease / 3``; whoever looks for expired leases must wait one
+    lease before believing them again.
+    """
+
+    __slots__ = ("_mono", "_wall")
+
+    def __init__(self) -> None:
+        self._wall = time.time()
+        self._mono = time.monotonic()
+
+    def step(self) -> tuple[float, float]:
+        """Since the last call: how far the wall clock went beyond the monotonic one (a
+        forward jump), and how long it was by the monotonic clock."""
+        wall, mono = time.time(), time.monotonic()
+        jump = (wall - self._wall) - (mono - self._mono)
+        gap = mono - self._mono
+        self._wall, self._mono = wall, mono
+        return jump, gap
 
 
 class LeaseKeeper:
@@ -44,6 +77,7 @@ class LeaseKeeper:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.rounds = 0  # wake-ups of the thread, each with a beat when claims are held
 
     def hold(self, job_id: int, token: int) -> None:
         with self._lock:
@@ -72,13 +106,37 @@ class LeaseKeeper:
 
     def _run(self, loop: asyncio.AbstractEventLoop) -> None:
         try:
+            self._warm()
+            last = time.monotonic()  # after the warm-up, which may wait for a connection
             while not self._stop.wait(self._lease / 3):
+                now = time.monotonic()
                 with self._lock:
                     held = list(self._claims.items())
+                if now - last > self._lease:
+                    self._stalled(now - last, len(held))
+                last = now
                 if held and not self._beat_once(held, loop):
                     return
+                self.rounds += 1
         finally:
             self._beat.close()
+
+    def _warm(self) -> None:
+        """An empty beat: a store may open its connection now, not at the first renewal."""
+        try:
+            self._beat.beat([], self._lease)
+        except Exception as exc:  # the first real beat tries again
+            log.warning("heartbeat: cannot connect yet (%s: %s)", type(exc).__name__, exc)
+
+    def _stalled(self, seconds: float, held: int) -> None:
+        log.error(
+            "the heartbeat thread of worker %s could not run for %.1f s, longer than the "
+            "lease (%g s): a job held the GIL (a C call that never releases it) or the "
+            "process was stopped. The leases of its %d held job(s) may have lapsed, and "
+            "another worker may run them again. Run such work with kind='process', or give "
+            "the worker a lease longer than the longest hold.",
+            self._name, seconds, self._lease, held,
+        )  # fmt: skip
 
     def _beat_once(self, held: list[tuple[int, int]], loop: asyncio.AbstractEventLoop) -> bool:
         """One beat; False when the loop is gone (nothing left to keep)."""

@@ -24,6 +24,7 @@ forever.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -44,10 +45,11 @@ from anyio.abc import TaskGroup, TaskStatus
 
 import asyncworkers as aw
 
+from ..ops._tracing import TRACE_KEY, JobTracer, job_tracer
 from . import _deadlock
 from ._errors import JobWouldDeadlock, StoreUnavailable
-from ._fields import check_text
-from ._heartbeat import LeaseKeeper
+from ._fields import check_lease, check_text
+from ._heartbeat import ClockWatch, LeaseKeeper
 from ._jobs import encode_result
 from ._protocol import DEFAULT_LEASE, MAX_PAYLOAD_BYTES, Claimed, JobRecord, Store
 from ._tasks import TaskRegistry, TaskSpec
@@ -68,6 +70,9 @@ _LATENCY_WINDOW = 1000
 _CANCEL_WAIT = 5.0
 # Longest error text kept in a row.
 _MAX_ERROR = 2000
+# Seconds the wall clock may run ahead of the monotonic one between two sweeps before the
+# sweeper takes it for a jump (NTP slews far slower than this).
+_CLOCK_JUMP = 1.0
 # Longest wait between two tries of a claim or a write while the database is away.
 _MAX_BACKOFF = 10.0
 
@@ -184,6 +189,7 @@ class Manager:
             raise TypeError(f"tasks must be an aw.store.TaskRegistry, got {tasks!r}")
         self._groups = _groups(concurrency, queues)
         _check_seconds("lease", lease)
+        check_lease(lease)  # what the store's claim takes: refused here, not at each claim
         _check_seconds("poll_interval", poll_interval)
         _check_seconds("shutdown_grace", shutdown_grace, allow_zero=True)
         if runtime is not None and not isinstance(runtime, aw.Runtime):
@@ -204,7 +210,9 @@ class Manager:
             raise TypeError(f"ops must be an aw.ops.Options or None, got {ops!r}")
         self._ops_options = ops
         self._ops: Ops | None = None
-        self._store_error: str | None = None  # the database is away: why
+        self._store_error: str | None = None  # the database is away: why (claims, sweeps)
+        self._write_error: str | None = None  # an outcome cannot be written: why
+        self._tracer: JobTracer | None = None  # set at the start when tracing is on
         self._upkeep = upkeep_loops(
             store, tasks, periodic=bool(periodic), retention=check_retention(retention)
         )
@@ -225,6 +233,8 @@ class Manager:
         self._hurry = False
         self._runtime: aw.Runtime | None = None
         self._tg: TaskGroup | None = None
+        self._handoff: asyncio.Queue[_Held] = asyncio.Queue()  # claimed, for the runners
+        self._idle_runners = 0  # runners waiting on _handoff
         self._wake: anyio.Event | None = None  # a slot was freed, or resume()/stop()
         self._emptied: anyio.Event | None = None  # set when nothing is held any more
         self._stopped: anyio.Event | None = None
@@ -274,6 +284,7 @@ class Manager:
         self._keeper = LeaseKeeper(beat, self._lease, self._lost, self.worker)
         self._keeper.start()
         _deadlock.register(self)
+        self._tracer = job_tracer()  # None (and no cost per job) without OpenTelemetry
         if self._http is not None or self._ops_options is not None:
             await self._start_ops()
         return self
@@ -387,8 +398,9 @@ class Manager:
 
     @property
     def store_error(self) -> str | None:
-        """While the database is away, the last error of a claim or sweep; else None."""
-        return self._store_error
+        """While the database is away (or its disk full), the last error of a claim, a sweep
+        or an outcome's write; else None."""
+        return self._store_error or self._write_error
 
     @property
     def ops(self) -> Ops | None:
@@ -497,8 +509,24 @@ class Manager:
         self._keeper.hold(claimed.id, claimed.token)
         group.held += 1
         self._counts["claimed"] += 1
-        assert self._tg is not None
-        self._tg.start_soon(self._run_one, held)
+        # To a runner (a task that runs held jobs one after the other): spawning a task
+        # per job cost a third of a trivial job's CPU here. Runners are started as jobs
+        # outnumber the idle ones, so there are never more than jobs held at once.
+        self._handoff.put_nowait(held)
+        if self._handoff.qsize() > self._idle_runners:
+            assert self._tg is not None
+            self._tg.start_soon(self._runner, name="asyncworkers-manager-runner")
+
+    async def _runner(self) -> None:
+        """Run held jobs as they are handed over, until the Manager's task group ends."""
+        handoff = self._handoff
+        while True:
+            self._idle_runners += 1
+            try:
+                held = await handoff.get()
+            finally:
+                self._idle_runners -= 1
+            await self._run_one(held)
 
     def _record_claim(self, seconds: float) -> None:
         self._claim_times.append(seconds)
@@ -521,13 +549,17 @@ class Manager:
     # -- running one job -----------------------------------------------------------------
 
     async def _run_one(self, held: _Held) -> None:
+        span: Any = None
         try:
             checked = self._check(held.claimed)
             if isinstance(checked, str):
                 await self._reject(held, checked)
                 return
             spec, args = checked
-            job = self._submit(held, spec, args)
+            carried = args.pop(TRACE_KEY, None)  # the producer's trace (ops tracing)
+            if self._tracer is not None:
+                span = self._tracer.start(held.claimed, carried)
+            job = self._submit(held, spec, args, span)
             if job is None:  # the runtime refused it (shutting down): back to the queue
                 await self._release(held)
                 return
@@ -535,6 +567,9 @@ class Manager:
             await self._settle(held, spec, job)
         finally:
             self._forget(held)
+            if span is not None:
+                assert self._tracer is not None
+                self._tracer.end(span, held.job)
 
     def _check(self, claimed: Claimed) -> tuple[TaskSpec, dict[str, Any]] | str:
         """The task and arguments of a claimed row, or why the row can never run."""
@@ -554,16 +589,22 @@ class Manager:
         if not isinstance(args, dict):
             return f"arguments are not a JSON object: {type(args).__name__}"
         try:
-            spec.check_args(args)
+            spec.check_args({k: v for k, v in args.items() if k != TRACE_KEY})
         except TypeError as exc:
             return str(exc)
         return spec, args
 
-    def _submit(self, held: _Held, spec: TaskSpec, args: dict[str, Any]) -> aw.Job[Any] | None:
+    def _submit(
+        self, held: _Held, spec: TaskSpec, args: dict[str, Any], span: Any = None
+    ) -> aw.Job[Any] | None:
         assert self._runtime is not None
         claimed = held.claimed
+        call = spec.call
+        if span is not None and spec.kind != "process":  # the span is current in the job
+            assert self._tracer is not None
+            call = self._tracer.wrap(call, span)
         unit: aw.WorkUnit[Any] = aw.WorkUnit(
-            spec.call,
+            call,
             kwargs=args,
             priority=claimed.priority,
             name=f"{claimed.task}#{claimed.id}",
@@ -649,8 +690,10 @@ class Manager:
             while True:
                 try:
                     ok = await write()
+                    self._write_error = None
                     break
                 except Exception as exc:
+                    self._write_error = _one_line(exc)
                     if self._stop_on_fatal(exc) or time.monotonic() + pause > deadline:
                         log.error("job %s: giving up its write: %s", held.claimed.id,
                                   _one_line(exc))  # fmt: skip
@@ -746,7 +789,33 @@ class Manager:
                 held.job.cancel("lease lost")
 
     async def _sweep_loop(self) -> None:
+        """Put back the jobs whose lease expired, every poll interval; but never on leases
+        that only look expired: after a forward jump of the wall clock (every worker's
+        leases, until they renew: one lease), or after this process stood still (a job
+        holding the GIL stops the heartbeat thread too: our own leases, until it beats)."""
+        clock = ClockWatch()
+        jumped_until = 0.0  # monotonic: no sweep before this (the wall clock jumped)
+        stalled: tuple[int, float] | None = None  # the heartbeat round to wait for, and
+        # when to give up waiting (a heartbeat thread that is stuck for good)
         while True:
+            jump, gap = clock.step()
+            now = time.monotonic()
+            if jump > _CLOCK_JUMP:
+                jumped_until = now + self._lease
+                log.warning(
+                    "the wall clock jumped %.1f s forward: no lease expiry for %g s, until "
+                    "every worker has renewed its leases", jump, self._lease,
+                )  # fmt: skip
+            keeper = self._keeper
+            if keeper is not None:
+                if gap > self._poll + self._lease / 3:
+                    # Two rounds: the one under way may have beaten before we stood still.
+                    stalled = (keeper.rounds + 2, now + self._lease)
+                if stalled is not None and (keeper.rounds >= stalled[0] or now >= stalled[1]):
+                    stalled = None
+            if now < jumped_until or stalled is not None:
+                await anyio.sleep(self._poll)
+                continue
             try:
                 count = await self._store.requeue_expired()
             except Exception as exc:

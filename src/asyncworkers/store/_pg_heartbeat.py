@@ -35,14 +35,21 @@ class PgSyncHeartbeat:
         self._closed = False
 
     def beat(self, held: Sequence[tuple[int, int]], lease: float) -> set[int]:
-        if not held:
-            return set()
+        """Renew *held*; with nothing held, open the connection (if it is not open) and
+        return: the LeaseKeeper does so at its start, so that the first renewal does not
+        pay for a connection (~5 round trips: a second at 200 ms, a short lease's worth)."""
         with self._lock:
             if self._closed:
                 raise RuntimeError("this heartbeat is closed")
             if self._loop is None:
                 self._loop = asyncio.new_event_loop()
+            if not held:
+                self._loop.run_until_complete(with_retries(self._target, self._warm, attempts=2))
+                return set()
             return self._loop.run_until_complete(self._beat(held, lease))
+
+    async def _warm(self, _again: bool) -> None:
+        await self._connection()
 
     async def _beat(self, held: Sequence[tuple[int, int]], lease: float) -> set[int]:
         ids = [i for i, _ in held]

@@ -18,6 +18,9 @@ __all__ = ["MAX_CATCH_UP", "Periodic", "Schedule", "make_schedule", "runs_after_
 # recent ones (a schedule every second, down a week, is not 600,000 jobs).
 MAX_CATCH_UP = 1000
 
+# The shortest interval: each run is a row, and its key names the instant to the microsecond.
+_SHORTEST = 0.001
+
 
 class Schedule:
     """When a periodic task is due. Instants are unix seconds."""
@@ -52,6 +55,19 @@ class Every(Schedule):
 
     def next_after(self, when: float) -> float:
         return (math.floor(when / self.seconds) + 1) * self.seconds
+
+    def missed(self, after: float, upto: float, limit: int) -> list[float]:
+        # By the instants' numbers: stepping back from a float instant by one ulp and
+        # rounding down again may land on the same instant (0.1 s is not a binary fraction).
+        last = math.floor(upto / self.seconds)
+        out = []
+        for k in range(last, last - limit, -1):
+            instant = k * self.seconds
+            if instant <= after:
+                break
+            out.append(instant)
+        out.reverse()
+        return out
 
     def __str__(self) -> str:
         return f"every {self.seconds:g} s"
@@ -99,6 +115,11 @@ def make_schedule(schedule: object) -> Schedule:
         raise TypeError(f"schedule must be a cron string, seconds or a timedelta, got {schedule!r}")
     if not (schedule > 0 and math.isfinite(schedule)):
         raise ValueError(f"an interval schedule must be seconds > 0, got {schedule!r}")
+    if schedule < _SHORTEST:
+        raise ValueError(
+            f"an interval schedule must be at least {_SHORTEST} s (each run is a job), "
+            f"got {schedule!r}"
+        )
     return Every(float(schedule))
 
 

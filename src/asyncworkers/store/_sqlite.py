@@ -42,6 +42,8 @@ import anyio.lowlevel
 from ._errors import StoreError, StoreFull, StoreUnavailable
 from ._fields import (
     check_claim,
+    check_claimed,
+    check_held,
     check_id,
     check_json_text,
     check_lease,
@@ -575,6 +577,7 @@ class SQLiteStore(EnqueueFields):
 
     async def complete(self, id: int, token: int, result_json: str) -> bool:
         """Mark a claimed job succeeded; False when the claim was fenced out."""
+        check_claimed(id, token)
         check_json_text("result_json", result_json)
 
         def write(conn: sqlite3.Connection) -> bool:
@@ -591,6 +594,7 @@ class SQLiteStore(EnqueueFields):
     async def fail(self, id: int, token: int, error: str, retry_at: float | None) -> bool:
         """Record a failed attempt: queued again at *retry_at*, or dead (None, or no
         attempts left); False when the claim was fenced out."""
+        check_claimed(id, token)
         error = clean_error(error)
         retry_at = retry_time(retry_at)
 
@@ -615,6 +619,7 @@ class SQLiteStore(EnqueueFields):
 
     async def release(self, id: int, token: int) -> bool:
         """Put a claimed job back to queued without counting its attempt."""
+        check_claimed(id, token)
 
         def write(conn: sqlite3.Connection) -> bool:
             cursor = conn.execute(
@@ -630,7 +635,7 @@ class SQLiteStore(EnqueueFields):
     async def heartbeat(self, held: Sequence[tuple[int, int]], lease: float) -> set[int]:
         """Renew the leases of *held* ``(id, token)``; the ids whose claim is lost."""
         check_lease(lease)
-        pairs = list(held)
+        pairs = check_held(held)
         if not pairs:
             return set()
         return await self._write(lambda conn: _renew(conn, pairs, lease))

@@ -17,7 +17,15 @@ from typing import Any, TypeVar
 from .._core._retry import Retry
 from .._core._units import Kind
 from ._errors import TaskExited
-from ._fields import MAX_ATTEMPTS, MAX_PRIORITY, MIN_PRIORITY, check_int, check_text
+from ._fields import (
+    MAX_ATTEMPTS,
+    MAX_PRIORITY,
+    MAX_TIME,
+    MIN_PRIORITY,
+    check_int,
+    check_text,
+    show,
+)
 from ._jobs import encode_args, new_job
 from ._protocol import NewJob, Store
 from ._schedule import Periodic, make_schedule, runs_after_downtime
@@ -116,6 +124,12 @@ class TaskRegistry:
             if not callable(fn):
                 raise TypeError(f"@task needs a callable, got {fn!r}")
             task_name = name if name is not None else _default_name(fn)
+            check_text("task name", task_name)
+            if periodic is not None:  # each run's idempotency key holds the name
+                check_text(
+                    f"the run keys of periodic task {show(task_name)}",
+                    periodic.key(task_name, MAX_TIME + 0.5),  # as long as an instant gets
+                )
             if task_name in self._specs and self._specs[task_name].fn is not fn:
                 raise ValueError(f"task {task_name!r} is already registered")
             spec = TaskSpec(
