@@ -109,7 +109,8 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         m = manager.metrics()
         print(
             f"worker {manager.worker} stopped: claimed {m.claimed}, succeeded {m.succeeded}, "
-            f"retried {m.retried}, dead {m.dead}, released {m.released}",
+            f"retried {m.retried}, dead {m.dead}, released {m.released}, "
+            f"lease losses {m.lease_losses}",
             file=sys.stderr,
             flush=True,
         )
