@@ -46,13 +46,22 @@ def encode_args(args: object, *, task: str = "?") -> str:
             f"job arguments of {show(task)} must be a dict (the task's keyword arguments), "
             f"got {type(args).__name__}"
         )
-    return encode_json(f"job arguments of {show(task)}", args, limit=MAX_PAYLOAD_BYTES)
+    return encode_json("job arguments of", args, task=task, limit=MAX_PAYLOAD_BYTES)
+
+
+def _dump_args(args: object, task: str) -> str:
+    """:func:`encode_args` without the text's checks, which ``NewJob`` makes."""
+    if args is None:
+        return "{}"
+    if not isinstance(args, dict):
+        return encode_args(args, task=task)  # raises, naming the type
+    return encode_json("job arguments of", args, task=task, check=False)
 
 
 def encode_result(value: object, *, task: str = "?") -> str:
     """The JSON text of a task's return value; TypeError naming the task otherwise."""
     try:
-        return encode_json(f"the result of task {show(task)}", value)
+        return encode_json("the result of task", value, task=task)
     except ValueError as exc:  # NUL, a lone surrogate, nested too deep: no JSON we keep
         raise TypeError(str(exc)) from None
 
@@ -87,7 +96,7 @@ def new_job(
         args = {**(args or {}), TRACE_KEY: trace}
     return NewJob(
         task=task,
-        args_json=encode_args(args, task=task),
+        args_json=_dump_args(args, task),
         priority=priority,
         queue=queue,
         run_at=run_at_from(delay, run_at, time.time()),
