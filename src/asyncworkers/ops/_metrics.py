@@ -16,7 +16,7 @@ asyncworkers``.
 from __future__ import annotations
 
 import time
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -97,11 +97,18 @@ class JobTimes:
                 if i == 0:
                     self.dropped -= start
                 start = 0
-            counts, total = buckets.counts, buckets.total
-            for value in series.samples[start:]:
-                counts[bisect_left(TIME_BUCKETS, value)] += 1
-                total += value
-            buckets.total = total
+            new = series.samples[start:]
+            if new:
+                # Sorted once (C), then one bisection per bound rather than per sample: a
+                # loop over the samples in Python cost ~1,500 instructions each.
+                new.sort()
+                counts, below = buckets.counts, 0
+                for index, bound in enumerate(TIME_BUCKETS):
+                    upto = bisect_right(new, bound)  # values <= bound: Prometheus' "le"
+                    counts[index] += upto - below
+                    below = upto
+                counts[-1] += len(new) - below
+                buckets.total += sum(new)
             self._seen[i] = end
 
 
