@@ -48,8 +48,14 @@ def docs(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """The benchmarks: the runtime and its peers side by side. Never part of the tests."""
+    """The benchmarks: the runtime and its peers side by side. Never part of the tests.
+
+    The first, ``benchmarks/icount.py --all``, rewrites the figures table of README.md and
+    docs/benchmarks.md."""
     session.install("-e", ".[bench]")
+    # Instructions per job and per import beside their peers (valgrind); writes the figures
+    # table into README.md and docs/benchmarks.md.
+    session.run("python", "benchmarks/icount.py", "--all")
     session.run("python", "benchmarks/inproc.py")
     session.run("python", "benchmarks/bridges.py")
     session.run("python", "benchmarks/sync.py")

@@ -22,6 +22,11 @@ Paths (the trivial job is ``async def noop(i): return i``, or ``def plain_noop(i
   priority=i % 5)`` for every job, then ``await job`` for each.
 - ``plain-ops``: ``plain`` with the operations endpoint on (``aw.ops.serve``: the
   metrics' ``on_complete`` hook, the loop probe and listener threads, the watchdog).
+- ``plain-imports``: ``plain`` with the modules the endpoint imports loaded and unused:
+  what a larger heap costs through the garbage collector's full collections.
+- ``plain-ops-jobs``: ``plain-ops`` with its time-driven work turned off (the loop
+  probe's 4 Hz round trip, the 10 Hz bucketing of time samples, the chart's samples):
+  what the endpoint costs per job, apart from what it costs per second.
 - ``timeout``, ``token``: the same with ``timeout=60.0``, or with one shared
   ``CancellationToken`` (the paths that pay for a cancel scope).
 - ``thread``: the same with ``plain_noop`` (a thread job, via anyio's worker threads).
@@ -44,10 +49,13 @@ import asyncio
 import gc
 import importlib
 import json
+import math
 import os
 import platform
 import re
+import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -58,6 +66,7 @@ from dataclasses import dataclass
 from typing import Any
 
 CONSUMERS = 8
+BASELINE_NAME = "bare"
 LEVELS = 5  # priorities 0..4, mixed as i % 5
 TIMEOUT = 60.0  # never fires: the timeout path pays for the scope, not for a timeout
 
@@ -149,6 +158,24 @@ async def plain_ops(n: int) -> None:
             await job
 
 
+async def plain_ops_jobs(n: int) -> None:
+    """plain-ops without its time-driven work (loop probe, 10 Hz bucketing, chart samples):
+    what the endpoint costs per job. The bucketing runs every 1,000 jobs instead."""
+    import asyncworkers as aw
+    from asyncworkers.ops import _dashboard, _probes, _server
+
+    _probes.PROBE_INTERVAL = _server._INGEST_EVERY = _dashboard.SAMPLE_EVERY = 1e9
+    options = aw.ops.Options(stuck_after=3600.0)
+    async with aw.Runtime(CONSUMERS) as rt, aw.ops.serve(rt, "127.0.0.1", 0, options) as ops:
+        assert ops.times is not None
+        submit = rt.submit_nowait
+        jobs = [submit(noop, i, priority=i % LEVELS) for i in range(n)]
+        for i, job in enumerate(jobs):
+            await job
+            if i % 1000 == 999:
+                ops.times.ingest()
+
+
 async def with_timeout(n: int) -> None:
     import asyncworkers as aw
 
@@ -202,13 +229,25 @@ class Path:
     label: str
     # A coroutine function awaited as run(n) on the chosen loop, or (on_loop False) a
     # function called as run(n, use_uvloop) from the main thread.
-    run: Callable[..., Any]
+    run: Callable[..., Any] | None
     on_loop: bool = True
     share: int = 1  # the job counts are divided by this: a thread hop costs ~10x a plain job
     imports: tuple[str, ...] = ()  # what the run imports, imported before it starts
+    peer: str | None = BASELINE_NAME  # the row this one is compared with
+    # A start-up path: the Python code run by ``python -c``, measured as one "job" against
+    # ``python -c pass`` (interpreter start-up cancels out). Its wall clock is the median
+    # of a few plain runs, less the bare interpreter's (or the whole command's: argv).
+    code: str | None = None
+    argv: tuple[str, ...] | None = None
+
+    @property
+    def startup(self) -> bool:
+        return self.code is not None
 
 
-AW = ("asyncworkers",)
+# ``import asyncworkers`` loads the runtime's modules on first use: the imports list names
+# them, so that their import garbage is collected before the run (see child()).
+AW = ("asyncworkers", "asyncworkers._core._runtime", "asyncworkers._core._sync")
 
 
 def _paths(*paths: Path) -> dict[str, Path]:
@@ -216,7 +255,12 @@ def _paths(*paths: Path) -> dict[str, Path]:
 
 
 PATHS = _paths(
-    Path("bare", "asyncio.Queue of ints, 8 workers: await q.get(), await noop(i)", bare),
+    Path(
+        "bare",
+        "asyncio.Queue of ints, 8 workers: await q.get(), await noop(i)",
+        bare,
+        peer=None,
+    ),
     Path("bare-fn", "asyncio.Queue of (fn, args) tuples, as in inproc.py", bare_fn),
     Path("taskgroup", "asyncio.TaskGroup, a task per job", taskgroup),
     Path(
@@ -237,6 +281,18 @@ PATHS = _paths(
         plain_ops,
         imports=(*AW, "aiohttp.web", "prometheus_client", "asyncworkers.ops._server"),
     ),
+    Path(
+        "plain-imports",
+        "plain, with what the endpoint imports imported (a larger heap for the collector)",
+        plain,
+        imports=(*AW, "aiohttp.web", "prometheus_client", "asyncworkers.ops._server"),
+    ),
+    Path(
+        "plain-ops-jobs",
+        "plain-ops without its timers (probe, bucketing every 1,000 jobs)",
+        plain_ops_jobs,
+        imports=(*AW, "aiohttp.web", "prometheus_client", "asyncworkers.ops._server"),
+    ),
     Path("timeout", "asyncworkers, plain + timeout=60", with_timeout, imports=AW),
     Path("token", "asyncworkers, plain + token= (one shared token)", with_token, imports=AW),
     Path(
@@ -245,6 +301,7 @@ PATHS = _paths(
         thread,
         share=10,
         imports=AW,
+        peer="executor",
     ),
     Path(
         "sync",
@@ -253,6 +310,7 @@ PATHS = _paths(
         on_loop=False,
         share=10,
         imports=AW,
+        peer="executor",
     ),
     Path(
         "executor",
@@ -260,15 +318,48 @@ PATHS = _paths(
         executor_round_trip,
         on_loop=False,
         share=10,
+        peer=None,
+    ),
+    Path(
+        "import",
+        "import asyncworkers",
+        None,
+        code="import asyncworkers",
+        peer="import-anyio",
+    ),
+    Path("import-anyio", "import anyio", None, code="import anyio", peer=None),
+    Path(
+        "import-runtime",
+        "import asyncworkers, then aw.Runtime (what a program using it loads)",
+        None,
+        code="import asyncworkers; asyncworkers.Runtime",
+        peer="import-anyio-run",
+    ),
+    Path(
+        "import-anyio-run",
+        "import anyio and its asyncio backend (what anyio.run loads)",
+        None,
+        code="import anyio, anyio._backends._asyncio",
+        peer=None,
+    ),
+    Path(
+        "cli-help",
+        "asyncworkers --help (wall clock: the whole command)",
+        None,
+        code="import sys; from asyncworkers.cli import main; sys.argv[1:] = ['--help']; main()",
+        argv=("asyncworkers", "--help"),
+        peer=None,
     ),
 )
-BASELINE = "bare"
+BASELINE = BASELINE_NAME
 CHECKED = "plain"
 
 
-def child(name: str, n: int, loop: str) -> None:
-    """The child's whole life: run *n* jobs through one path, print nothing."""
+def child(name: str, n: int, loop: str, timed: bool) -> None:
+    """The child's whole life: run *n* jobs through one path; print nothing, or (timed) the
+    seconds the run took."""
     path = PATHS[name]
+    assert path.run is not None
     use_uvloop = loop == "uvloop"
     # Every run starts from the same collector state: what the imports left is collected
     # now, not by a full collection that would fall inside the large run only (it once
@@ -276,17 +367,20 @@ def child(name: str, n: int, loop: str) -> None:
     for module in path.imports:
         importlib.import_module(module)
     gc.collect()
+    start = time.perf_counter()
     if not path.on_loop:
         path.run(n, use_uvloop)
-        return
-    if use_uvloop:
-        import uvloop
-
-        factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
     else:
-        factory = asyncio.new_event_loop
-    with asyncio.Runner(loop_factory=factory) as runner:
-        runner.run(path.run(n))
+        if use_uvloop:
+            import uvloop
+
+            factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+        else:
+            factory = asyncio.new_event_loop
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(path.run(n))
+    if timed:
+        print(time.perf_counter() - start)
 
 
 # -- the parent: callgrind runs, subtraction, table -------------------------------------------
@@ -311,18 +405,21 @@ class Count:
     small_ir: int = 0
     large_ir: int = 0
     seconds: float = 0.0  # wall-clock of both callgrind runs
+    wall: float = math.nan  # seconds per job (start-up paths: per command), without valgrind
+    cpu: float = math.nan  # a start-up path's CPU seconds (user + system), beside its wall
 
     @property
     def per_job(self) -> float:
         return (self.large_ir - self.small_ir) / (self.large - self.small)
 
 
-def callgrind(name: str, n: int, loop: str, out_file: str) -> int:
-    """Run one child under callgrind; its total instruction count."""
-    cmd = [
-        "valgrind",
-        "--tool=callgrind",
-        f"--callgrind-out-file={out_file}",
+def child_command(name: str, n: int, loop: str, *, timed: bool = False) -> list[str]:
+    """The command line of one run of *name* with *n* jobs (a start-up path: its code, or
+    with n == 0 the bare interpreter)."""
+    path = PATHS[name]
+    if path.code is not None:
+        return [sys.executable, "-c", path.code if n else "pass"]
+    return [
         sys.executable,
         os.path.abspath(__file__),
         "--child",
@@ -330,14 +427,75 @@ def callgrind(name: str, n: int, loop: str, out_file: str) -> int:
         str(n),
         "--loop",
         loop,
+        *(["--time"] if timed else []),
     ]
+
+
+def run_child(cmd: list[str], what: str, *, cached: bool = False) -> str:
+    """Run *cmd*; its output. *cached*: with bytecode caches written and read, as an
+    installed package has them (this environment may set PYTHONDONTWRITEBYTECODE, and then
+    every import would compile its module from source: a start-up path would count that)."""
     env = {**os.environ, "PYTHONHASHSEED": "0"}
+    if cached:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        raise RuntimeError(
-            f"{name} with {n} jobs exited with {done.returncode}:\n{done.stderr[-3000:]}"
-        )
+        raise RuntimeError(f"{what} exited with {done.returncode}:\n{done.stderr[-3000:]}")
+    return done.stdout
+
+
+def callgrind(name: str, n: int, loop: str, out_file: str) -> int:
+    """Run one child under callgrind; its total instruction count."""
+    cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out_file}"]
+    what = f"{name} with {n} jobs"
+    startup = PATHS[name].startup
+    if startup:  # once without valgrind first, to write the bytecode caches
+        run_child(child_command(name, n, loop), what, cached=True)
+    run_child([*cmd, *child_command(name, n, loop)], what, cached=startup)
     return total_instructions(out_file)
+
+
+WALL_RUNS = 5  # plain runs per count for the wall clock; the best (job paths) or median
+
+
+def wall_clock(count: Count, loop: str) -> float:
+    """Seconds per job without valgrind (the best of a few runs per count, large minus
+    small), or for a start-up path the median command time less the bare interpreter's
+    (the whole command's, for a CLI path). It swings with the machine's load."""
+    path = PATHS[count.name]
+    if path.startup:
+
+        def median_time(cmd: list[str]) -> float:
+            times, cpu = [], []
+            run_child(cmd, " ".join(cmd), cached=True)  # writes the bytecode caches
+            for _ in range(WALL_RUNS):
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                start = time.perf_counter()
+                run_child(cmd, " ".join(cmd), cached=True)
+                times.append(time.perf_counter() - start)
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+            cpu_times.append(statistics.median(cpu))
+            return statistics.median(times)
+
+        cpu_times: list[float] = []
+
+        if path.argv is not None:
+            script = shutil.which(path.argv[0], path=os.path.dirname(sys.executable))
+            if script is None:
+                raise RuntimeError(f"{path.argv[0]} is not installed beside {sys.executable}")
+            wall = median_time([script, *path.argv[1:]])
+            count.cpu = cpu_times[0]
+            return wall
+        bare = median_time(child_command(count.name, 0, loop))
+        wall = median_time(child_command(count.name, 1, loop)) - bare
+        count.cpu = cpu_times[1] - cpu_times[0]
+        return wall
+    best = {}
+    for n in (count.small, count.large):
+        cmd = child_command(count.name, n, loop, timed=True)
+        best[n] = min(float(run_child(cmd, count.name)) for _ in range(WALL_RUNS))
+    return (best[count.large] - best[count.small]) / (count.large - count.small)
 
 
 def measure(count: Count, loop: str, workdir: str, profile: str | None) -> Count:
@@ -356,29 +514,84 @@ def measure(count: Count, loop: str, workdir: str, profile: str | None) -> Count
     return count
 
 
+COLUMNS = ("path", "what runs", "jobs", "instr/job", "vs peer", "wall clock")
+
+
+def rows(counts: list[Count]) -> list[tuple[str, ...]]:
+    """The table: each path with its instructions, beside its peer's, and its wall clock."""
+    by_name = {c.name: c for c in counts}
+    table: list[tuple[str, ...]] = []
+    for c in counts:
+        path = PATHS[c.name]
+        peer = by_name.get(path.peer) if path.peer is not None else None
+        versus = f"{c.per_job / peer.per_job:.2f}x {peer.name}" if peer is not None else "-"
+        if math.isnan(c.wall):
+            wall = "-"
+        elif path.startup:
+            wall = f"{c.wall * 1e3:.0f} ms (cpu {c.cpu * 1e3:.0f} ms)"
+        else:
+            wall = f"{c.wall * 1e6:.1f} us/job"
+        jobs = "1 - 0" if path.startup else f"{c.large:,} - {c.small:,}"
+        table.append((c.name, path.label, jobs, f"{c.per_job:,.0f}", versus, wall))
+    return table
+
+
+def title(args: argparse.Namespace) -> str:
+    return (
+        f"instructions per job under callgrind ({args.loop}, Python "
+        f"{platform.python_version()}; large run minus small run; an import: its run minus "
+        "a bare interpreter's)"
+    )
+
+
 def render(counts: list[Count], args: argparse.Namespace) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    by_name = {c.name: c for c in counts}
-    base = by_name.get(BASELINE)
-    table = Table(
-        title=f"instructions per job under callgrind ({args.loop}, Python "
-        f"{platform.python_version()}; large run minus small run)"
-    )
-    for column in ("path", "what runs", "jobs", "instr/job", f"vs {BASELINE}", "time"):
+    table = Table(title=title(args))
+    for column in COLUMNS:
         table.add_column(column, justify="left" if column in ("path", "what runs") else "right")
-    for c in counts:
-        ratio = f"{c.per_job / base.per_job:.2f}x" if base is not None else "-"
-        table.add_row(
-            c.name,
-            PATHS[c.name].label,
-            f"{c.large:,} - {c.small:,}",
-            f"{c.per_job:,.0f}",
-            ratio,
-            f"{c.seconds:.0f} s",
-        )
+    for row in rows(counts):
+        table.add_row(*row)
     Console(width=max(Console().width, 120)).print(table)
+
+
+def markdown(counts: list[Count], args: argparse.Namespace) -> str:
+    lines = [
+        f"| {' | '.join(COLUMNS)} |",
+        f"| {' | '.join('---' for _ in COLUMNS)} |",
+        *(f"| {' | '.join(row)} |" for row in rows(counts)),
+    ]
+    return "\n".join(
+        [
+            f"Generated by `python benchmarks/icount.py --all` ({args.loop}, Python "
+            f"{platform.python_version()}, {time.strftime('%Y-%m-%d')}): instructions per job "
+            "under callgrind (repeatable to 0.1%), each beside its peer; the wall clock swings "
+            "2x with the machine's load.",
+            "",
+            *lines,
+        ]
+    )
+
+
+# Where --all writes the table, between these markers.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TABLE_FILES = ("README.md", os.path.join("docs", "benchmarks.md"))
+BEGIN, END = "<!-- icount table: begin -->", "<!-- icount table: end -->"
+
+
+def write_tables(text: str) -> None:
+    for name in TABLE_FILES:
+        file = os.path.join(ROOT, name)
+        with open(file, encoding="utf-8") as f:
+            content = f.read()
+        head, found, rest = content.partition(BEGIN)
+        _, found_end, tail = rest.partition(END)
+        if not (found and found_end):
+            raise RuntimeError(f"{file} has no {BEGIN} ... {END} markers for the table")
+        with open(file, "w", encoding="utf-8") as f:
+            f.write(f"{head}{BEGIN}\n{text}\n{END}{tail}")
+        print(f"wrote the table into {name}")
 
 
 def dump(counts: list[Count], args: argparse.Namespace) -> None:
@@ -464,10 +677,21 @@ def parse_args() -> argparse.Namespace:
         "--parallel", type=positive_int, default=2, help="callgrind runs at once (default 2)"
     )
     parser.add_argument("--json", metavar="PATH", help="also write the numbers as JSON")
+    parser.add_argument(
+        "--all",
+        action="store_true",
+        help="every path, and write the table into " + " and ".join(TABLE_FILES),
+    )
+    parser.add_argument(
+        "--no-wall", action="store_true", help="skip the wall-clock runs (without valgrind)"
+    )
     parser.add_argument("--child", nargs=2, metavar=("NAME", "N"), help=argparse.SUPPRESS)
+    parser.add_argument("--time", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         return args
+    if args.all and args.only:
+        parser.error("--all runs every path: leave out --only")
     small, large = args.jobs
     if large < small + 10:  # the thread paths run a tenth: those counts must differ too
         parser.error(f"--jobs: LARGE must be at least SMALL + 10, got {small} {large}")
@@ -486,11 +710,13 @@ def main() -> None:
     args = parse_args()
     if args.child:
         name, n = args.child
-        child(name, int(n), args.loop)
+        child(name, int(n), args.loop, args.time)
         return
     small, large = args.jobs
     counts = [
-        Count(name, max(1, small // PATHS[name].share), large // PATHS[name].share)
+        Count(name, 0, 1)  # a start-up path: its run and a bare interpreter's
+        if PATHS[name].startup
+        else Count(name, max(1, small // PATHS[name].share), large // PATHS[name].share)
         for name in args.names
     ]
     print(
@@ -510,8 +736,16 @@ def main() -> None:
             except RuntimeError as error:  # a child failed: its stderr says why
                 sys.exit(f"icount: {error}")
             print(f"  {c.name:<10} {c.per_job:>10,.0f} instr/job  ({c.seconds:.0f} s)", flush=True)
+    if not args.no_wall:  # one run at a time, after callgrind, so that nothing else runs
+        for c in counts:
+            try:
+                c.wall = wall_clock(c, args.loop)
+            except RuntimeError as error:
+                sys.exit(f"icount: {error}")
     print(f"measured in {time.perf_counter() - start:.0f} s")
     render(counts, args)
+    if args.all:
+        write_tables(markdown(counts, args))
     if args.json:
         dump(counts, args)
     if args.max_ratio is not None and not check(counts, args.max_ratio):

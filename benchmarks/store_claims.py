@@ -7,6 +7,11 @@ claim walking the waiting rows in claim order meets every one of them first), th
 (the median is reported, in ms per claim call). The claim's cost must not depend on the
 delayed rows: the last column is each row's median over the empty store's.
 
+Wall clock swings with the machine's load, so each store's work per claim is counted too,
+which does not: SQLite's virtual machine steps for one claim (a progress handler called at
+every step), PostgreSQL's buffer accesses for one claim (``EXPLAIN (ANALYZE, BUFFERS)``,
+shared hits and reads, in a transaction rolled back).
+
 Run: ``python benchmarks/store_claims.py [--store sqlite|postgres|both]``
 (PostgreSQL at 127.0.0.1:5432, a schema of its own, dropped after).
 """
@@ -15,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -27,6 +34,7 @@ from pathlib import Path
 import asyncpg
 
 import asyncworkers as aw
+from asyncworkers.store import _sqlite
 from asyncworkers.store._jobs import new_job
 
 PG = "postgresql://postgres@127.0.0.1:5432/test"
@@ -84,14 +92,60 @@ async def analyze(store: aw.store.Store, kind: str) -> None:
             await conn.close()
 
 
-async def measure(kind: str, delayed: int, args: argparse.Namespace) -> float:
+async def measure(kind: str, delayed: int, args: argparse.Namespace) -> tuple[float, int]:
+    """Median seconds per claim, and the work of one claim (steps or buffers)."""
     opener: Callable[[], AbstractAsyncContextManager[aw.store.Store]]
     opener = sqlite_store if kind == "sqlite" else pg_store
     async with opener() as store:
         await fill(store, delayed, args.claims * args.limit + 100)
         await analyze(store, kind)
         await claim_costs(store, 10, args.limit)  # warm: plans cached, pages in memory
-        return statistics.median(await claim_costs(store, args.claims, args.limit))
+        seconds = statistics.median(await claim_costs(store, args.claims, args.limit))
+        if isinstance(store, aw.store.SQLiteStore):
+            return seconds, sqlite_steps(store.path, args.limit)
+        assert isinstance(store, aw.store.PostgresStore)
+        return seconds, await pg_buffers(store, args.limit)
+
+
+def sqlite_steps(path: str, limit: int) -> int:
+    steps = 0
+
+    def count() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.set_progress_handler(count, 1)
+        conn.execute("BEGIN IMMEDIATE")
+        steps = 0
+        _sqlite._claim(conn, None, limit, 60.0, "bench")
+        conn.execute("ROLLBACK")
+    finally:
+        conn.close()
+    return steps
+
+
+async def pg_buffers(store: aw.store.PostgresStore, limit: int) -> int:
+    conn = await asyncpg.connect(PG)
+    try:
+        for name, value in store._write_settings().items():  # as the worker's pool
+            await conn.execute(f"SET {name} = {value}")
+        await conn.execute(f"PREPARE c(int, float8, text, int) AS {store._sql.claim_any}")
+        tr = conn.transaction()
+        await tr.start()
+        try:
+            args = f"{limit}, 60, 'bench', 1000000"
+            for _ in range(5):  # the plan a pooled connection settles on
+                await conn.execute(f"EXPLAIN (ANALYZE) EXECUTE c({args})")
+            text = await conn.fetchval(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE c({args})")
+        finally:
+            await tr.rollback()
+        plan = json.loads(text)[0]["Plan"]
+        return int(plan["Shared Hit Blocks"] + plan["Shared Read Blocks"])
+    finally:
+        await conn.close()
 
 
 async def main() -> None:
@@ -103,16 +157,22 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="median of this many stores")
     args = parser.parse_args()
     kinds = ("sqlite", "postgres") if args.store == "both" else (args.store,)
-    print(f"median ms per claim of {args.limit} (median of {args.rounds} stores)")
+    print(
+        f"median ms per claim of {args.limit} (median of {args.rounds} stores); work per "
+        "claim: SQLite VM steps, PostgreSQL buffer accesses"
+    )
     print("| store | " + " | ".join(f"{d:,} delayed" for d in args.delayed) + " | worst / empty |")
     print("| --- " * (len(args.delayed) + 2) + "|")
     for kind in kinds:
-        figures = []
+        figures, work = [], []
         for delayed in args.delayed:
             rounds = [await measure(kind, delayed, args) for _ in range(args.rounds)]
-            figures.append(statistics.median(rounds))
+            figures.append(statistics.median(r[0] for r in rounds))
+            work.append(max(r[1] for r in rounds))
         cells = " | ".join(f"{f * 1000:.3f} ms" for f in figures)
-        print(f"| {kind} | {cells} | x{max(figures) / figures[0]:.2f} |", flush=True)
+        print(f"| {kind}, time | {cells} | x{max(figures) / figures[0]:.2f} |", flush=True)
+        cells = " | ".join(f"{w:,}" for w in work)
+        print(f"| {kind}, work | {cells} | x{max(work) / work[0]:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -62,6 +62,17 @@ def test_the_first_use_of_the_runtime_loads_the_core_and_nothing_heavy() -> None
     assert set(HEAVY) & loaded == set()
 
 
+def test_the_command_lines_help_loads_neither_asyncio_nor_anyio_nor_anything_heavy() -> None:
+    # What `asyncworkers --help` runs: every command's parser, no command.
+    loaded = loaded_after("from asyncworkers.cli import build_parser\nbuild_parser().format_help()")
+    heavy = {"asyncio", "anyio", "logging", "rich", "aiohttp", "asyncpg", "sqlite3"}
+    runs = {"asyncworkers.store._manager", "asyncworkers.loadgen._client", "importlib.metadata"}
+    assert (heavy | runs) & loaded == set()
+    # The light parts the parsers read: the store's field limits, the load generator's
+    # option parsers.
+    assert {"asyncworkers.store._fields", "asyncworkers.loadgen._config"} <= loaded
+
+
 @pytest.mark.parametrize(
     ("name", "module"),
     [

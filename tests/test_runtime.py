@@ -39,7 +39,7 @@ from _helpers import (
     wait_in_thread,
 )
 from asyncworkers._core import _runtime as runtime_module
-from asyncworkers._core._queue import JobQueue
+from asyncworkers._core._metrics import Recorder
 
 
 def plain_add(a: int, b: int) -> int:
@@ -1769,20 +1769,26 @@ async def test_a_worker_that_fails_on_an_internal_bug_is_restarted_and_counted(
 async def test_a_worker_failing_between_jobs_is_restarted(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    original = JobQueue.pop
+    # A bug in what a worker does between jobs (here: trimming the latency samples as it
+    # goes idle) restarts the worker's loop; no job is lost.
+    original = Recorder.trim_if_due
     async with aw.Runtime(1) as rt:
-        await all_blocked()  # the worker is idle, waiting for work
-        fails = [RuntimeError("queue bug")]
+        with no_hang():
+            assert await rt.run(double, 0) == 0  # the worker exists, and is idle now
+        await all_blocked()
+        fails = [RuntimeError("bookkeeping bug")]
 
-        def broken(queue: JobQueue) -> aw.Job[Any] | None:
+        def broken(recorder: Recorder) -> None:
             if fails:
                 raise fails.pop()
-            return original(queue)
+            original(recorder)
 
-        monkeypatch.setattr(JobQueue, "pop", broken)
+        monkeypatch.setattr(Recorder, "trim_if_due", broken)
         with caplog.at_level(logging.ERROR, logger="asyncworkers"), no_hang():
-            assert await rt.run(double, 1) == 2  # wakes the worker, which loops into the bug
+            assert await rt.run(double, 1) == 2  # then the worker goes idle into the bug
+            await all_blocked()
             assert await rt.run(double, 2) == 4
+        assert fails == []
         assert rt.metrics().worker_errors == 1
         assert rt.metrics().workers == 1
 

@@ -201,14 +201,16 @@ def _scans(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from _scans(child)
 
 
-async def _explain(conn: Any, sql: str, types: str, args: str) -> list[dict[str, Any]]:
+async def _explain(
+    conn: Any, sql: str, types: str, args: str, *, runs: int = 5
+) -> list[dict[str, Any]]:
     """The scans of *sql*'s plan, as run (ANALYZE, rolled back), after five runs of the
     prepared statement, so that the plan checked is the one a pooled connection settles on
     (PostgreSQL may switch a prepared statement to a generic plan from the sixth run)."""
     await conn.execute(f"PREPARE claim_check({types}) AS {sql}")
     try:
         async with conn.transaction():
-            for _ in range(5):
+            for _ in range(runs):
                 await conn.execute(f"EXPLAIN (ANALYZE) EXECUTE claim_check({args})")
             text = await conn.fetchval(
                 f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE claim_check({args})"
@@ -229,18 +231,24 @@ def _rows_read(scan: dict[str, Any]) -> int:
 
 
 @pytest.mark.parametrize("analyzed", [False, True], ids=["fresh", "analyzed"])
-async def test_postgres_claim_plans_use_their_indexes(pg_dsn: str, analyzed: bool) -> None:
+@pytest.mark.parametrize("delayed", [10_000, DELAYED])
+async def test_postgres_claim_plans_use_their_indexes(
+    pg_dsn: str, analyzed: bool, delayed: int
+) -> None:
+    """(10,000 delayed and 600 due rows, analyzed, is where a generic plan once read the
+    whole table to stage nothing.)"""
     async with PostgresStore(pg_dsn) as store:
         await store.enqueue_many(
-            [new_job("later", priority=5, delay=LATER) for _ in range(DELAYED)]
-            + [new_job("now", priority=0) for _ in range(200)]
+            [new_job("later", priority=5, delay=LATER) for _ in range(delayed)]
+            + [new_job("now", priority=0) for _ in range(600)]
         )
         conn = await admin()
         try:
             t = f"{quote_ident(store.schema)}.jobs"
             if analyzed:
                 await conn.execute(f"ANALYZE {t}")
-            await conn.execute("SET enable_bitmapscan = off")  # as the worker's pool has it
+            for name, value in store._write_settings().items():  # as the worker's pool
+                await conn.execute(f"SET {name} = {value}")
             sql = store._sql
             limit = 10
             checks = [
@@ -259,6 +267,20 @@ async def test_postgres_claim_plans_use_their_indexes(pg_dsn: str, analyzed: boo
                 assert indexes <= {"jobs_ready", "jobs_pkey", "jobs_scheduled"}, scans
                 # the claimed rows, their pkey lookups and one probe of the scheduled ones
                 assert sum(_rows_read(s) for s in scans) <= 2 * limit + 1, scans
+            # 300 scheduled rows come due: the claim stages them by primary key lookups
+            await conn.execute(
+                f"UPDATE {t} SET run_at = now() - interval '1 second' WHERE id IN"
+                f" (SELECT id FROM {t} WHERE scheduled ORDER BY id DESC LIMIT 300)"
+            )
+            statement, types, args = checks[0]
+            scans = await _explain(conn, statement, types, args, runs=0)
+            assert {s["Node Type"] for s in scans} <= {"Index Scan", "Index Only Scan"}
+            assert {s.get("Index Name") for s in scans} <= {
+                "jobs_ready",
+                "jobs_pkey",
+                "jobs_scheduled",
+            }, scans
+            assert sum(_rows_read(s) for s in scans) <= 3 * 300 + 2 * limit, scans
         finally:
             await conn.close()
 

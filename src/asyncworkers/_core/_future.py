@@ -26,7 +26,7 @@ what ``cancel()`` means (see ``_sync._JobFuture``), and finishes it with an exce
 from __future__ import annotations
 
 import threading
-from _thread import RLock
+from _thread import RLock, get_ident
 from _thread import allocate_lock as Lock
 from concurrent.futures import CancelledError, Future, InvalidStateError
 from concurrent.futures._base import (
@@ -57,6 +57,9 @@ class LeanFuture(Future[T]):
     _result: T | None = None
     _exception: BaseException | None = None
     _made_condition: threading.Condition | None = None
+    # A thread that must not wait on this future without a timeout (it would deadlock):
+    # result() from it takes the slow path, where _check_may_wait() says why.
+    _no_wait_ident: int | None = None
 
     def __init__(self) -> None:
         # Not Future.__init__, which makes the Condition.
@@ -88,7 +91,7 @@ class LeanFuture(Future[T]):
 
     def result(self, timeout: float | None = None) -> T:
         if self._state is not FINISHED:
-            if timeout is None and self._may_block_forever():  # the common wait, inline
+            if timeout is None and get_ident() != self._no_wait_ident:  # the common wait
                 ended = self._ended
                 ended.acquire()
                 ended.release()  # the next waiter's turn
@@ -120,11 +123,6 @@ class LeanFuture(Future[T]):
                 waiter.add_result(self)
             else:
                 waiter.add_exception(self)
-
-    def _may_block_forever(self) -> bool:
-        """Whether this thread may wait without a timeout: a subclass says no where that
-        would deadlock (then :meth:`_check_may_wait` raises)."""
-        return True
 
     def _check_may_wait(self, what: str, timeout: float | None) -> None:
         """Called by *what* before it waits: a subclass raises here if it must not."""

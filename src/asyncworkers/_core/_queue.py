@@ -102,6 +102,7 @@ class JobQueue:
                 level.extend(live)
             else:
                 del self._levels[priority]
-        self._heap = [-priority for priority in self._levels]
+        # In place: the runtime's workers hold this list and the dict (their pop is inlined).
+        self._heap[:] = [-priority for priority in self._levels]
         heapq.heapify(self._heap)
         self._tombstones = 0

@@ -78,14 +78,14 @@ class _JobFuture(LeanFuture[T]):
     A :class:`LeanFuture`: the round trip of a sync caller is mostly its future's.
     """
 
+    # Each SyncRuntime makes its own subclass, which names the runtime (and, while its loop
+    # runs, the loop's thread as _no_wait_ident): a future is then made without an
+    # argument, and result() checks the thread inline.
+    _owner: SyncRuntime
     # Class defaults, set per future only when they change: a store less per job.
     _job: Job[T] | None = None
     # Set when cancel() came before the job was handed to the runtime (loop thread only).
     _stop_reason: str | None = None
-
-    def __init__(self, owner: SyncRuntime) -> None:
-        super().__init__()
-        self._owner = owner
 
     # -- what a user calls ----------------------------------------------------------------
 
@@ -106,9 +106,6 @@ class _JobFuture(LeanFuture[T]):
             return owner._call(self._cancel_in_loop)
         except RuntimeClosed:  # the loop is gone, and every job with it
             return False
-
-    def _may_block_forever(self) -> bool:
-        return get_ident() != self._owner._loop_ident
 
     def _check_may_wait(self, what: str, timeout: float | None) -> None:
         self._owner._check_may_block(what, timeout)
@@ -214,6 +211,9 @@ class SyncRuntime:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._loop_ident: int | None = None
+        self._future_type: type[_JobFuture[Any]] = type(
+            "_JobFuture", (_JobFuture,), {"_owner": self}
+        )
         self._host_scope: anyio.CancelScope | None = None
         self._host_done: anyio.Event | None = None
         self._admitters: TaskGroup | None = None  # tasks waiting for room (max_pending)
@@ -248,7 +248,7 @@ class SyncRuntime:
             self._portal = portal
             self._loop = loop
             self._thread = thread
-            self._loop_ident = thread.ident
+            self._loop_ident = self._future_type._no_wait_ident = thread.ident
             self._state = _OPEN
         atexit.register(self._at_exit)
         return self
@@ -370,7 +370,7 @@ class SyncRuntime:
             # No job code runs on this thread after this point. Forget its ident now, from
             # the thread itself: once the thread has ended, a new thread may get the same
             # ident and must not be taken for the loop thread.
-            self._loop_ident = None
+            self._loop_ident = self._future_type._no_wait_ident = None
 
     async def _shutdown_in_loop(
         self, wait: bool, cancel_pending: bool, timeout: float | None
@@ -476,7 +476,7 @@ class SyncRuntime:
 
     def _hand_in(self, parsed: _Parsed, future: _JobFuture[Any] | None = None) -> _JobFuture[Any]:
         if future is None:
-            future = _JobFuture(self)
+            future = self._future_type()
         if get_ident() == self._loop_ident:
             return self._hand_in_on_loop(future, parsed)
         if self._max_pending is not None and self._looks_full():
@@ -559,7 +559,7 @@ class SyncRuntime:
         parsed = self._parse(fn, args, options)
         # The future exists before the job is handed in, so that an interrupt that lands
         # anywhere after this line, even while the job is being handed in, cancels it.
-        future: _JobFuture[Any] = _JobFuture(self)
+        future = self._future_type()
         try:
             self._hand_in(parsed, future)
             return future.result()

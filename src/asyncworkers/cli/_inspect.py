@@ -11,15 +11,15 @@ import dataclasses
 import json
 import sys
 from datetime import UTC, datetime
-from typing import Any
-
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 import asyncworkers as aw
 
 from ._args import Commands
 from ._store_args import add_store_option, count, job_id, run_with_store, store_text
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["add_commands"]
 
@@ -83,11 +83,15 @@ def _cmd_show(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(as_json(record), indent=2))
     else:
+        from rich.console import Console  # here: --help must not load rich
+
         _render_one(record, Console())
     return 0
 
 
 def _render_one(r: aw.store.JobRecord, console: Console) -> None:
+    from rich.table import Table
+
     table = Table(title=f"Job {r.id}", show_header=False, title_justify="left")
     table.add_column("field", style="bold")
     table.add_column("value", overflow="fold")
@@ -124,11 +128,15 @@ def _cmd_jobs(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([as_json(r) for r in records], indent=2))
     else:
+        from rich.console import Console
+
         _render_many(records, Console())
     return 0
 
 
 def _render_many(records: list[aw.store.JobRecord], console: Console) -> None:
+    from rich.table import Table
+
     if not records:
         console.print("no jobs match")
         return

@@ -8,29 +8,33 @@ stops the run; the partial report is printed and written, and the exit status is
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
-
-from rich.console import Console
-from rich.live import Live
-from rich.text import Text
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import asyncworkers as aw
 from asyncworkers import loadgen
-from asyncworkers.loadgen._client import ensure_open_files
+
+# Only the light parsers here: ``asyncworkers --help`` builds this command's parser, and
+# must not load aiohttp, rich or asyncio (the run imports them, in _cmd_load).
 from asyncworkers.loadgen._config import (
     DEFAULT_MAX_BODY,
     METHODS,
     auto_processes,
+    parse_duration,
+    parse_latency,
     parse_size,
+    parse_stages,
     validate_url,
 )
-from asyncworkers.loadgen._plot import can_plot, plot
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from rich.console import Console
 
 from ._args import CommandParser, Commands, explained, positive_int
 
@@ -135,14 +139,14 @@ def add_command(commands: Commands) -> None:
     )
     load.add_argument(
         "--stages",
-        type=_type(loadgen.parse_stages),
+        type=_type(parse_stages),
         help="open model, the rate ramping linearly from 0 through DURATION:RATE stages, "
         "e.g. 10s:100,30s:1000",
     )
     load.add_argument(
         "-d",
         "--duration",
-        type=_type(loadgen.parse_duration),
+        type=_type(parse_duration),
         help="how long to send: 10, 10s, 2m (default: 10s unless -n is given)",
     )
     load.add_argument("-n", "--requests", type=positive_int, help="how many requests")
@@ -160,7 +164,7 @@ def add_command(commands: Commands) -> None:
     bodies.add_argument("--body-file", type=_type(body_file), help="read the body from a file")
     load.add_argument(
         "--timeout",
-        type=_type(loadgen.parse_duration),
+        type=_type(parse_duration),
         default=10.0,
         help="per request: 10s, 500ms (default: 10s)",
     )
@@ -194,7 +198,7 @@ def add_command(commands: Commands) -> None:
     )
     load.add_argument(
         "--p99",
-        type=_type(loadgen.parse_latency),
+        type=_type(parse_latency),
         help="the p99 target of --find-knee: 50ms, 0.2s",
     )
     load.set_defaults(handler=_cmd_load)
@@ -222,6 +226,9 @@ def _config_from(args: argparse.Namespace) -> loadgen.LoadConfig | str:
         return "argument --p99: only used with --find-knee"
     if args.find_knee and (args.stages is not None or args.requests is not None):
         return "argument --find-knee: cannot be combined with --stages or -n/--requests"
+    from asyncworkers.loadgen._client import ensure_open_files
+    from asyncworkers.loadgen._plot import can_plot
+
     if args.plot is not None and not can_plot():
         return (
             f"argument --plot: {str(args.plot)!r} needs matplotlib: "
@@ -256,6 +263,10 @@ def _cmd_load(args: argparse.Namespace) -> int:
     if isinstance(config, str):
         print(f"asyncworkers load: error: {config}", file=sys.stderr)
         return EXIT_USAGE
+    from rich.console import Console
+
+    from asyncworkers.loadgen._plot import plot
+
     out = Console()
     progress = None if args.quiet else Console(stderr=True)
     try:
@@ -278,6 +289,11 @@ async def _load(
 ) -> loadgen.LoadReport:
     """Run (or search for the knee), stopping on the first SIGINT or SIGTERM; live
     progress on *console* when given."""
+    import asyncio
+
+    from rich.live import Live
+    from rich.text import Text
+
     token = aw.CancellationToken()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

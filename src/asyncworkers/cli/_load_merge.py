@@ -14,8 +14,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
 from asyncworkers import loadgen
 
 from ._args import CommandParser
@@ -56,6 +54,8 @@ def main(argv: Sequence[str]) -> int:
         report = loadgen.merge_reports(reports, [str(p) for p in args.reports])
     except ValueError as exc:
         return _fail(str(exc))
+    from rich.console import Console  # here: --help must not load rich
+
     report.render(Console())
     if args.json is not None:
         args.json.write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")

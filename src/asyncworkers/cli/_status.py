@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from typing import Any
-
-from rich.console import Console, RenderableType
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, Any
 
 import asyncworkers as aw
+
+if TYPE_CHECKING:  # rich is imported where it draws: --help must not load it
+    from rich.console import Console, RenderableType
 
 from ._args import Commands
 from ._store_args import add_store_option, count, positive_seconds, run_with_store
@@ -76,6 +75,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(status, indent=2))
     else:
+        from rich.console import Console
+
         _render(status, Console())
     return 0
 
@@ -87,6 +88,9 @@ def _render(status: dict[str, Any], console: Console) -> None:
 
 def renderables(status: dict[str, Any]) -> list[RenderableType]:
     """The tables and lines that show one reading of ``status``."""
+    from rich.table import Table
+    from rich.text import Text
+
     parts: list[RenderableType] = []
     table = Table(title="Jobs by state")
     table.add_column("queue")

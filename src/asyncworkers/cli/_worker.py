@@ -8,11 +8,8 @@ skips the rest of the drain.
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import sys
-
-import anyio
 
 import asyncworkers as aw
 
@@ -80,6 +77,8 @@ def add_command(commands: Commands) -> None:
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
+    import logging  # here: --help must not load it
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
     async def body(store: aw.store.Store) -> int:
@@ -110,7 +109,8 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         m = manager.metrics()
         print(
             f"worker {manager.worker} stopped: claimed {m.claimed}, succeeded {m.succeeded}, "
-            f"retried {m.retried}, dead {m.dead}, released {m.released}",
+            f"retried {m.retried}, dead {m.dead}, released {m.released}, "
+            f"lease losses {m.lease_losses}",
             file=sys.stderr,
             flush=True,
         )
@@ -128,6 +128,8 @@ async def reach(store: aw.store.Store, first_wait: float = 1.0) -> bool:
     per try and try again with backoff rather than exit (a worker under a supervisor would
     crash-loop). False when SIGTERM/SIGINT came first. A mistake that waiting does not fix
     (a missing folder) raises at once: one line, exit status 2."""
+    import anyio  # here: --help must not load anyio and asyncio
+
     wait = first_wait
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         while True:

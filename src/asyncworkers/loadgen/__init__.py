@@ -9,12 +9,16 @@ line is ``asyncworkers load URL``; docs/loadgen.md has the guide.
 
 from __future__ import annotations
 
-from ._api import find_knee, run
-from ._config import LoadConfig, Stage, parse_duration, parse_latency, parse_stages
-from ._merge import merge_reports
-from ._processes import LoadProcessError
-from ._report import Knee, LoadReport
-from ._run import Progress
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # at run time each name loads on first use (aiohttp with the client)
+    from ._api import find_knee, run
+    from ._config import LoadConfig, Stage, parse_duration, parse_latency, parse_stages
+    from ._merge import merge_reports
+    from ._processes import LoadProcessError
+    from ._report import Knee, LoadReport
+    from ._run import Progress
 
 __all__ = (
     "Knee",
@@ -30,3 +34,33 @@ __all__ = (
     "parse_stages",
     "run",
 )
+
+# Where each name lives: the command line's parser needs only the light parsers of
+# ``_config``, so ``asyncworkers --help`` loads neither aiohttp nor rich.
+_HOMES: dict[str, str] = {
+    "Knee": "._report",
+    "LoadConfig": "._config",
+    "LoadProcessError": "._processes",
+    "LoadReport": "._report",
+    "Progress": "._run",
+    "Stage": "._config",
+    "find_knee": "._api",
+    "merge_reports": "._merge",
+    "parse_duration": "._config",
+    "parse_latency": "._config",
+    "parse_stages": "._config",
+    "run": "._api",
+}
+
+if not TYPE_CHECKING:  # hidden from type checkers, so that a misspelt name still fails there
+
+    def __getattr__(name: str) -> object:
+        home = _HOMES.get(name)
+        if home is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(import_module(home, __name__), name)
+        globals()[name] = value
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *__all__})

@@ -6,14 +6,20 @@ plain Runtime (:func:`serve`). See docs/operations.md.
 manager with ``url`` and ``address``.
 
 Importing this module is cheap: aiohttp, prometheus_client and opentelemetry are imported
-when an endpoint starts (or a traced job runs), never before.
+when an endpoint starts (or a traced job runs), never before; asyncio and anyio when
+``serve`` or ``inject_trace`` is first used.
 """
 
 from __future__ import annotations
 
+from importlib import import_module
+from typing import TYPE_CHECKING
+
 from ._options import DEFAULT_PORT, Options, StuckAction, parse_address
-from ._serve import serve
-from ._tracing import inject_trace
+
+if TYPE_CHECKING:
+    from ._serve import serve
+    from ._tracing import inject_trace
 
 __all__ = (
     "DEFAULT_PORT",
@@ -23,3 +29,20 @@ __all__ = (
     "parse_address",
     "serve",
 )
+
+# serve() and inject_trace() are imported on first use: their modules load asyncio and anyio,
+# which the command line's parser (it reads Options for --http) must not.
+_HOMES: dict[str, str] = {"inject_trace": "._tracing", "serve": "._serve"}
+
+if not TYPE_CHECKING:  # hidden from type checkers, so that a misspelt name still fails there
+
+    def __getattr__(name: str) -> object:
+        home = _HOMES.get(name)
+        if home is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(import_module(home, __name__), name)
+        globals()[name] = value
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *__all__})

@@ -6,32 +6,35 @@ See docs/store.md. The store protocol is :class:`Store`; any object with its met
 
 from __future__ import annotations
 
-from typing import Any
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
-from ._errors import (
-    JobDead,
-    JobWouldDeadlock,
-    StoreError,
-    StoreFull,
-    StoreUnavailable,
-    TaskExited,
-)
-from ._jobs import new_job
-from ._manager import Manager, ManagerMetrics
-from ._protocol import (
-    DEFAULT_LEASE,
-    MAX_PAYLOAD_BYTES,
-    STATES,
-    Claimed,
-    JobRecord,
-    NewJob,
-    State,
-    Store,
-    SyncHeartbeat,
-)
-from ._sqlite import SQLiteStore
-from ._tasks import DEFAULT_RETRY, TaskRegistry, TaskSpec
-from ._url import DEFAULT_URL, open_store
+if TYPE_CHECKING:  # at run time each name loads on first use
+    from ._errors import (
+        JobDead,
+        JobWouldDeadlock,
+        StoreError,
+        StoreFull,
+        StoreUnavailable,
+        TaskExited,
+    )
+    from ._jobs import new_job
+    from ._manager import Manager, ManagerMetrics
+    from ._postgres import PostgresStore
+    from ._protocol import (
+        DEFAULT_LEASE,
+        MAX_PAYLOAD_BYTES,
+        STATES,
+        Claimed,
+        JobRecord,
+        NewJob,
+        State,
+        Store,
+        SyncHeartbeat,
+    )
+    from ._sqlite import SQLiteStore
+    from ._tasks import DEFAULT_RETRY, TaskRegistry, TaskSpec
+    from ._url import DEFAULT_URL, open_store
 
 __all__ = (
     "DEFAULT_LEASE",
@@ -62,11 +65,50 @@ __all__ = (
 )
 
 
-def __getattr__(name: str) -> Any:
-    # The one exception to "re-exports only": PostgresStore pulls in asyncpg, which a
-    # SQLite-only user need not install, so it is imported when first named.
-    if name == "PostgresStore":
-        from ._url import postgres_class
+# Where each name lives. Nothing is imported with the package: the command line's parsers
+# read a few constants (``asyncworkers --help`` must not load sqlite3, asyncio or the
+# Manager), and a name's module is imported when the name is first used.
+_HOMES: dict[str, str] = {
+    "Claimed": "._protocol",
+    "DEFAULT_LEASE": "._protocol",
+    "DEFAULT_RETRY": "._tasks",
+    "DEFAULT_URL": "._url",
+    "JobDead": "._errors",
+    "JobRecord": "._protocol",
+    "JobWouldDeadlock": "._errors",
+    "MAX_PAYLOAD_BYTES": "._protocol",
+    "Manager": "._manager",
+    "ManagerMetrics": "._manager",
+    "NewJob": "._protocol",
+    "SQLiteStore": "._sqlite",
+    "STATES": "._protocol",
+    "State": "._protocol",
+    "Store": "._protocol",
+    "StoreError": "._errors",
+    "StoreFull": "._errors",
+    "StoreUnavailable": "._errors",
+    "SyncHeartbeat": "._protocol",
+    "TaskExited": "._errors",
+    "TaskRegistry": "._tasks",
+    "TaskSpec": "._tasks",
+    "new_job": "._jobs",
+    "open_store": "._url",
+}
 
-        return postgres_class()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+if not TYPE_CHECKING:  # hidden from type checkers, so that a misspelt name still fails there
+
+    def __getattr__(name: str) -> Any:
+        # PostgresStore pulls in asyncpg, which a SQLite-only user need not install.
+        if name == "PostgresStore":
+            from ._url import postgres_class
+
+            return postgres_class()
+        home = _HOMES.get(name)
+        if home is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(import_module(home, __name__), name)
+        globals()[name] = value
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *__all__})

@@ -57,8 +57,11 @@ class Listener:
         await self.start()
         # a notification that came while the caller was busy counts: it may be for work
         # the caller's last claim did not see
+        # asyncio.timeout, not wait_for: no task to make, start and reap per wait (a
+        # wake-up is on the pick-up path of every job an idle worker gets)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._woken.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._woken.wait()
         self._woken.clear()
 
     async def close(self) -> None:

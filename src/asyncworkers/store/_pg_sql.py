@@ -206,9 +206,12 @@ def _claim(t: str, *, queue_filter: str) -> str:
             ORDER BY priority DESC, id
             LIMIT $1
         ), staged AS (
-            UPDATE {t} AS j SET scheduled = false
-            FROM due
-            WHERE j.id = due.id AND due.id NOT IN (SELECT id FROM picked)
+            -- ids in an array: looked up one by one in the primary key (a join here may
+            -- walk the key index across the whole span of their ids)
+            UPDATE {t} SET scheduled = false
+            WHERE id = ANY (ARRAY (
+                SELECT id FROM due WHERE id NOT IN (SELECT id FROM picked)
+            ))
         )
         UPDATE {t} AS j SET
             state = CASE WHEN octet_length(j.args) > $4 THEN 'dead' ELSE 'running' END,

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ._protocol import Store
-from ._sqlite import SQLiteStore
+if TYPE_CHECKING:
+    from ._protocol import Store
 
 __all__ = ["DEFAULT_URL", "open_store", "postgres_class"]
 
@@ -36,6 +36,8 @@ def open_store(url: str = DEFAULT_URL, *, read_only: bool = False) -> Store:
         path = url[len(_SQLITE) :]
         if not path:
             raise ValueError(f"store URL {url!r} names no file: use sqlite:///path/to/file.db")
+        from ._sqlite import SQLiteStore  # here: the CLI's parser reads DEFAULT_URL alone
+
         return SQLiteStore(path, read_only=read_only)
     if url.startswith(_POSTGRES):
         return postgres_class()(url)  # type: ignore[no-any-return]
