@@ -22,6 +22,11 @@ Paths (the trivial job is ``async def noop(i): return i``, or ``def plain_noop(i
   priority=i % 5)`` for every job, then ``await job`` for each.
 - ``plain-ops``: ``plain`` with the operations endpoint on (``aw.ops.serve``: the
   metrics' ``on_complete`` hook, the loop probe and listener threads, the watchdog).
+- ``plain-imports``: ``plain`` with the modules the endpoint imports loaded and unused:
+  what a larger heap costs through the garbage collector's full collections.
+- ``plain-ops-jobs``: ``plain-ops`` with its time-driven work turned off (the loop
+  probe's 4 Hz round trip, the 10 Hz bucketing of time samples, the chart's samples):
+  what the endpoint costs per job, apart from what it costs per second.
 - ``timeout``, ``token``: the same with ``timeout=60.0``, or with one shared
   ``CancellationToken`` (the paths that pay for a cancel scope).
 - ``thread``: the same with ``plain_noop`` (a thread job, via anyio's worker threads).
@@ -153,6 +158,24 @@ async def plain_ops(n: int) -> None:
             await job
 
 
+async def plain_ops_jobs(n: int) -> None:
+    """plain-ops without its time-driven work (loop probe, 10 Hz bucketing, chart samples):
+    what the endpoint costs per job. The bucketing runs every 1,000 jobs instead."""
+    import asyncworkers as aw
+    from asyncworkers.ops import _dashboard, _probes, _server
+
+    _probes.PROBE_INTERVAL = _server._INGEST_EVERY = _dashboard.SAMPLE_EVERY = 1e9
+    options = aw.ops.Options(stuck_after=3600.0)
+    async with aw.Runtime(CONSUMERS) as rt, aw.ops.serve(rt, "127.0.0.1", 0, options) as ops:
+        assert ops.times is not None
+        submit = rt.submit_nowait
+        jobs = [submit(noop, i, priority=i % LEVELS) for i in range(n)]
+        for i, job in enumerate(jobs):
+            await job
+            if i % 1000 == 999:
+                ops.times.ingest()
+
+
 async def with_timeout(n: int) -> None:
     import asyncworkers as aw
 
@@ -256,6 +279,18 @@ PATHS = _paths(
         "plain-ops",
         "asyncworkers, plain + aw.ops.serve (metrics hook, loop probe, watchdog)",
         plain_ops,
+        imports=(*AW, "aiohttp.web", "prometheus_client", "asyncworkers.ops._server"),
+    ),
+    Path(
+        "plain-imports",
+        "plain, with what the endpoint imports imported (a larger heap for the collector)",
+        plain,
+        imports=(*AW, "aiohttp.web", "prometheus_client", "asyncworkers.ops._server"),
+    ),
+    Path(
+        "plain-ops-jobs",
+        "plain-ops without its timers (probe, bucketing every 1,000 jobs)",
+        plain_ops_jobs,
         imports=(*AW, "aiohttp.web", "prometheus_client", "asyncworkers.ops._server"),
     ),
     Path("timeout", "asyncworkers, plain + timeout=60", with_timeout, imports=AW),

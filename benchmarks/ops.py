@@ -9,7 +9,8 @@ another queue). The scrape is timed from the client, over loopback, two ways:
 
 A scrape never waits for the store: it gets the last reading.
 
-Run: ``python benchmarks/ops.py [--jobs 100000] [--scrapes 50] [--store sqlite|postgresql]``
+Run: ``python benchmarks/ops.py [--jobs 100000] [--scrapes 50] [--store sqlite|postgresql]``,
+or ``python benchmarks/ops.py --idle 30`` for the CPU an idle endpoint burns per second
 (PostgreSQL: the server at 127.0.0.1:5432, a schema of its own, dropped after).
 Instructions per job with the endpoint on are measured by ``benchmarks/icount.py --only
 plain --only plain-ops``.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import resource
 import statistics
 import tempfile
 import time
@@ -94,12 +96,39 @@ async def run(store_kind: str, jobs: int, scrapes: int) -> None:
                 await conn.close()
 
 
+async def idle_cpu(seconds: float) -> None:
+    """CPU time an idle Runtime burns per second, with and without the endpoint (the loop
+    probe's round trips, the bucketing and chart timers): the endpoint's cost per second,
+    the part of ``icount.py``'s plain-ops figure that callgrind's slowness inflates."""
+    for label, on in (("endpoint off", False), ("endpoint on", True)):
+        async with aw.Runtime(8) as rt:
+            ops = aw.ops.serve(rt, "127.0.0.1", 0, aw.ops.Options(stuck_after=3600.0))
+            if on:
+                await ops.__aenter__()
+            before = resource.getrusage(resource.RUSAGE_SELF)
+            await asyncio.sleep(seconds)
+            after = resource.getrusage(resource.RUSAGE_SELF)
+            if on:
+                await ops.__aexit__(None, None, None)
+        cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+        print(f"  idle, {label}: {cpu / seconds * 1e3:.2f} ms of CPU per second")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=100_000)
     parser.add_argument("--scrapes", type=int, default=50)
     parser.add_argument("--store", choices=("sqlite", "postgresql"), action="append")
+    parser.add_argument(
+        "--idle",
+        type=float,
+        metavar="SECONDS",
+        help="only measure the CPU an idle endpoint burns, over SECONDS",
+    )
     args = parser.parse_args()
+    if args.idle:
+        asyncio.run(idle_cpu(args.idle))
+        return
     for kind in args.store or ["sqlite", "postgresql"]:
         asyncio.run(run(kind, args.jobs, args.scrapes))
 

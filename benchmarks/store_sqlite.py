@@ -232,6 +232,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--pickups", type=int, default=30)
+    parser.add_argument(
+        "--enqueue-only", action="store_true", help="only the one-by-one enqueue row"
+    )
     parser.add_argument("--huey-consumer", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.huey_consumer:
@@ -243,6 +246,9 @@ def main() -> None:
         ("enqueue one by one (jobs/s)",
          best(rounds, lambda p: anyio.run(aw_enqueue, p, one, False)),
          best(rounds, lambda p: huey_enqueue(p, one)[0])),
+    ]  # fmt: skip
+    if not args.enqueue_only:
+        rows += [
         ("bulk enqueue (jobs/s)",
          best(rounds, lambda p: anyio.run(aw_enqueue, p, n, True)),
          best(rounds, lambda p: huey_enqueue(p, n)[0])),
@@ -251,12 +257,14 @@ def main() -> None:
         ("idle pick-up p50 (ms)",
          1000 * best_low(1, lambda p: anyio.run(aw_pickup, p, args.pickups)),
          1000 * best_low(1, huey_pickup, args.pickups)),
-    ]  # fmt: skip
+        ]  # fmt: skip
     print(f"SQLite, {n} trivial jobs, best of {rounds}, python {sys.version.split()[0]}, "
           f"{os.cpu_count()} cpus")  # fmt: skip
     print(f"{'':55} {'asyncworkers':>13} {'huey 3.x':>10} {'ratio':>7}")
     for label, ours, theirs in rows:
         print(f"{label:55} {ours:13,.1f} {theirs:10,.1f} {ours / theirs:7.2f}")
+    if args.enqueue_only:
+        return
     inproc = best(rounds, lambda p: anyio.run(aw_inprocess, p, n))
     bare = max(anyio.run(bare_runtime, n) for _ in range(rounds))
     print(f"{'in-process Manager, concurrency 10 (jobs/s)':55} {inproc:13,.1f}")

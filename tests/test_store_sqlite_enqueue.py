@@ -90,3 +90,24 @@ async def test_read_only_stores_have_no_loop_connection(tmp_path: Path) -> None:
     async with SQLiteStore(path, read_only=True) as store:
         with pytest.raises(StoreError, match="read-only"):
             await store.enqueue("t")
+
+
+async def test_a_loop_of_enqueues_lets_other_tasks_run(tmp_path: Path) -> None:
+    """An inline enqueue does not yield each time, but every few: a producer loop never
+    starves the loop's other tasks (heartbeats, health probes)."""
+    ran = 0
+
+    async def other() -> None:
+        nonlocal ran
+        while True:
+            ran += 1
+            await anyio.lowlevel.checkpoint()
+
+    async with SQLiteStore(tmp_path / "jobs.db") as store, anyio.create_task_group() as tg:
+        tg.start_soon(other)
+        await anyio.lowlevel.checkpoint()  # let it start
+        before = ran
+        for i in range(2 * _sqlite._INLINE_YIELD_EVERY):
+            await store.enqueue("t", {"i": i})
+        assert ran >= before + 2
+        tg.cancel_scope.cancel()

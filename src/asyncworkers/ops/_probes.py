@@ -47,11 +47,11 @@ class LoopProbe:
         self,
         loop: asyncio.AbstractEventLoop,
         threshold: float,
-        interval: float = PROBE_INTERVAL,
+        interval: float | None = None,
     ) -> None:
         self._loop = loop
         self.threshold = threshold
-        self._interval = interval
+        self._interval = PROBE_INTERVAL if interval is None else interval
         self._asked_at: float | None = None  # the unanswered ask, if any
         self._last_lag = 0.0
         self._max_lag = 0.0

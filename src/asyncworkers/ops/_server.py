@@ -264,7 +264,7 @@ class Ops:
         while True:
             self.times.ingest()
             self.history.sample(self.times)
-            await anyio.sleep(_dashboard.SAMPLE_EVERY)
+            await anyio.sleep(_dashboard.SAMPLE_EVERY)  # read here: a benchmark may change it
 
 
 _NO_STORE = {"Cache-Control": "no-store"}

@@ -9,6 +9,7 @@ plain path (no wrapper, no span, no lookup per job).
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
@@ -26,24 +27,36 @@ _SCOPE = "asyncworkers"
 #: (W3C ``traceparent``/``tracestate``). The Manager takes it out before the task is called.
 TRACE_KEY = "__aw_trace__"
 
+_trace: Any = None  # the opentelemetry.trace module, once imported
 _installed: bool | None = None  # is opentelemetry importable? (asked once: a failed import
 # is not cached by Python, and would cost every enqueue)
+_from_env = False  # a provider named by OTEL_PYTHON_TRACER_PROVIDER (read once)
 
 
 def _provider_set() -> bool:
-    """True when opentelemetry is importable and an application set a tracer provider."""
-    global _installed
+    """True when opentelemetry is importable and an application set a tracer provider.
+
+    Asked at every enqueue, so it is made cheap: one global read when opentelemetry is
+    missing or no provider is set (the API's ``get_tracer_provider()`` reads the
+    environment each time, ~1 us)."""
+    global _installed, _trace, _from_env
     if _installed is False:
         return False
-    try:
-        from opentelemetry import trace
-    except ImportError:
-        _installed = False
+    if _trace is None:
+        try:
+            from opentelemetry import trace
+        except ImportError:
+            _installed = False
+            return False
+        _installed, _trace = True, trace
+        _from_env = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
+    if getattr(_trace, "_TRACER_PROVIDER", None) is not None:
+        return True  # set_tracer_provider() was called
+    if not _from_env and hasattr(_trace, "_TRACER_PROVIDER"):
         return False
-    _installed = True
-    # Until an application calls set_tracer_provider, the API hands out a proxy whose
-    # tracers make non-recording spans: tracing would cost without telling anybody anything.
-    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    # Until an application sets one, the API hands out a proxy whose tracers make
+    # non-recording spans: tracing would cost without telling anybody anything.
+    return not isinstance(_trace.get_tracer_provider(), _trace.ProxyTracerProvider)
 
 
 def inject_trace() -> dict[str, str] | None:

@@ -95,7 +95,7 @@ class PostgresStore(EnqueueFields):
     :param schema: the schema that holds the tables (created, then upgraded by versioned
         migrations, at ``open``); default ``asyncworkers``
     :param pool_size: connections of the pool for enqueues and queries; the store also
-        keeps up to 3 for the worker's writes, one for LISTEN, and each
+        keeps up to 4 for the worker's writes, one for LISTEN, and each
         ``sync_heartbeat()`` one of its own
     :param connect_timeout: seconds to wait for a connection before ``StoreUnavailable``
     :param durable_writes: make the worker's writes (claims, outcomes, heartbeats) wait
