@@ -598,9 +598,9 @@ async def test_a_write_applied_whose_reply_was_lost_counts_once_retried(
     must be accepted (the row already holds it), not read as fenced out. Before the fix the
     Manager counted a lease loss while the row said succeeded (issue 17.1)."""
     from asyncworkers.store import Manager, TaskRegistry, _postgres
-    from asyncworkers.store._pg_connect import unavailable
+    from asyncworkers.store._pg_connect import unavailable, with_retries
 
-    real = _postgres.with_retries
+    real = with_retries
     lost: list[bool] = []
 
     async def reply_lost(target: Any, op: Any, **options: Any) -> Any:
