@@ -8,10 +8,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from _helpers import LOOP_FACTORIES
 from _hosts import Network, network
 from _store_support import STORE_FACTORIES, StoreFactory
+
+# Hypothesis: no per-example deadline and no "too slow" check anywhere. CI shares two cores
+# with other work, and an example that takes 200 ms there is load, not a fault; the examples'
+# results are what the tests judge.
+settings.register_profile(
+    "asyncworkers", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("asyncworkers")
 
 
 def pytest_asyncio_loop_factories(

@@ -96,17 +96,27 @@ async def test_a_job_that_holds_the_gil_past_the_lease_is_not_silent(
     through ctypes.PyDLL, which keeps it): the leases may lapse and another worker may run
     the job again. The worker must say so, naming the cause and what to do."""
     tasks = TaskRegistry()
+    managers: list[Manager] = []
 
     @tasks.task("hog")
     async def hog() -> str:
+        # the heartbeat thread must be past its warm-up (which may wait for a connection on
+        # a busy machine) and timing its rounds before the hold, or it never sees the hold
+        keeper = managers[0]._keeper
+        assert keeper is not None
+        while keeper.rounds < 1:
+            await anyio.sleep(0.01)
         ctypes.PyDLL(None).usleep(int(3 * LEASE * 1_000_000))  # keeps the GIL
         return "done"
 
-    async with opened(store_factory) as store:
+    async with (
+        opened(store_factory) as store,
+        Manager(store, tasks, lease=LEASE, poll_interval=POLL) as manager,
+    ):
+        managers.append(manager)
         job_id = await tasks.enqueue(store, "hog")
-        async with Manager(store, tasks, lease=LEASE, poll_interval=POLL):
-            with no_hang():
-                assert await store.result(job_id) == "done"
+        with no_hang():
+            assert await store.result(job_id) == "done"
     stalls = [r.getMessage() for r in caplog.records if "could not run for" in r.getMessage()]
     assert stalls, "the stalled heartbeat went unreported"
     assert "held the GIL" in stalls[0]

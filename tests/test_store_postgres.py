@@ -8,6 +8,7 @@ import json
 import threading
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 import pytest
@@ -586,3 +587,51 @@ async def test_an_idle_manager_opens_its_heartbeat_connection_before_any_claim(d
         finally:
             await conn.close()
         assert await store.counts() == dict.fromkeys(aw.store.STATES, 0)  # nothing claimed
+
+
+@pytest.mark.parametrize("outcome", ["succeed", "fail"])
+async def test_a_write_applied_whose_reply_was_lost_counts_once_retried(
+    store: PostgresStore, monkeypatch: pytest.MonkeyPatch, outcome: str
+) -> None:
+    """An outcome reached the server, then its reply and every retry were lost, so the store
+    raised StoreUnavailable. The Manager writes it again once the server answers; that write
+    must be accepted (the row already holds it), not read as fenced out. Before the fix the
+    Manager counted a lease loss while the row said succeeded (issue 17.1)."""
+    from asyncworkers.store import Manager, TaskRegistry, _postgres
+    from asyncworkers.store._pg_connect import unavailable, with_retries
+
+    real = with_retries
+    lost: list[bool] = []
+
+    async def reply_lost(target: Any, op: Any, **options: Any) -> Any:
+        result = await real(target, op, **options)
+        if "again" in options and not lost:  # the first write about a claim
+            lost.append(options["again"])
+            raise unavailable(target, ConnectionResetError("the reply was lost"))
+        return result
+
+    monkeypatch.setattr(_postgres, "with_retries", reply_lost)
+    tasks = TaskRegistry()
+
+    @tasks.task("t", retry=aw.Retry(attempts=1))
+    async def t() -> str:
+        if outcome == "fail":
+            raise ValueError("no")
+        return "done"
+
+    job_id = await tasks.enqueue(store, "t")
+    async with Manager(store, tasks, poll_interval=0.05) as manager:
+        with no_hang():
+            while (await store.counts())["running"] or not lost:
+                await asyncio.sleep(0.01)
+            while manager.held():
+                await asyncio.sleep(0.01)
+    m = manager.metrics()
+    counts = await store.counts()
+    assert lost == [False]  # the first write was a plain one, and it was applied
+    assert m.lease_losses == 0
+    if outcome == "succeed":
+        assert (m.succeeded, counts["succeeded"]) == (1, 1)
+        assert await store.result(job_id) == "done"
+    else:
+        assert (m.dead, counts["dead"]) == (1, 1)

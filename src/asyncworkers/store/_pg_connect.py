@@ -115,18 +115,21 @@ async def with_retries(
     *,
     attempts: int = 5,
     first_pause: float = 0.05,
+    again: bool = False,
 ) -> T:
     """Run ``op(again)``; when the connection is lost, run it again (pausing 50 ms, doubling).
 
     ``again`` is True on the second and later runs: the write may have been applied already
     with only its reply lost, and a fenced write then accepts the row in its resulting state
-    (see _pg_sql). Claims and plain enqueues are at-least-once: a claim whose reply was lost
-    comes back after its lease; a plain enqueue may be made twice (a ``key`` prevents that).
+    (see _pg_sql). *again* makes the first run one of those too: the caller knows that an
+    earlier call of the same write may have been applied (it ended in StoreUnavailable).
+    Claims and plain enqueues are at-least-once: a claim whose reply was lost comes back
+    after its lease; a plain enqueue may be made twice (a ``key`` prevents that).
     """
     pause = first_pause
     for run in range(attempts):
         try:
-            return await op(run > 0)
+            return await op(again or run > 0)
         except Exception as exc:
             if not is_connection_lost(exc):
                 raise

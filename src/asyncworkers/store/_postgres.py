@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 
-from ._errors import StoreError
+from ._errors import StoreError, StoreUnavailable
 from ._fields import (
     check_claim,
     check_claimed,
@@ -84,6 +84,9 @@ _CLAIM_GUARD_BYTES = 16 * MAX_PAYLOAD_BYTES
 # rows per enqueue_many statement: big enough to amortize a round trip, small enough that
 # one statement's arrays stay a few MB
 _ENQUEUE_CHUNK = 5000
+# claims whose last write ended in StoreUnavailable, remembered for the write's retry (the
+# oldest are forgotten past this: a Manager retries within seconds or gives the claim up)
+_MAYBE_APPLIED_KEPT = 10_000
 
 
 class PostgresStore(EnqueueFields):
@@ -95,7 +98,7 @@ class PostgresStore(EnqueueFields):
     :param schema: the schema that holds the tables (created, then upgraded by versioned
         migrations, at ``open``); default ``asyncworkers``
     :param pool_size: connections of the pool for enqueues and queries; the store also
-        keeps up to 3 for the worker's writes, one for LISTEN, and each
+        keeps up to 4 for the worker's writes, one for LISTEN, and each
         ``sync_heartbeat()`` one of its own
     :param connect_timeout: seconds to wait for a connection before ``StoreUnavailable``
     :param durable_writes: make the worker's writes (claims, outcomes, heartbeats) wait
@@ -135,6 +138,7 @@ class PostgresStore(EnqueueFields):
         self._worker: asyncpg.Pool | None = None  # the worker's writes (module docstring)
         self._listener: Listener | None = None
         self._batcher = CompletionBatcher(self._write_completions)
+        self._maybe_applied: dict[tuple[int, int], None] = {}  # insertion-ordered set
         self._claim_lane = Lane()
         self._complete_lane = Lane()
         self._open_lock = asyncio.Lock()
@@ -260,10 +264,12 @@ class PostgresStore(EnqueueFields):
         *,
         worker: bool = False,
         lane: Lane | None = None,
+        claims: Sequence[tuple[int, int]] = (),
     ) -> T:
         """``fn(conn, again)`` on a pool connection, run again on a fresh one if it dies.
         *worker*: one of the worker's writes, on the worker's pool; *lane*: on that lane's
-        connection of the worker's pool."""
+        connection of the worker's pool; *claims*: the ``(id, token)`` claims the write is
+        about, whose outcome a write that ends in StoreUnavailable may have recorded."""
 
         async def once(again: bool) -> T:
             pool = self._worker if worker or lane is not None else self._pool
@@ -279,7 +285,25 @@ class PostgresStore(EnqueueFields):
                         _discard(conn)
                     raise
 
-        return await with_retries(self._target, once)
+        if not claims:
+            return await with_retries(self._target, once)
+        maybe = self._maybe_applied
+        again = any(claim in maybe for claim in claims)
+        try:
+            result = await with_retries(self._target, once, again=again)
+        except StoreUnavailable:
+            # the last run may have been applied with only its reply lost: when the caller
+            # writes it again (the Manager does, once the server is back), that write must
+            # accept the row in the state this one left, or it reads as fenced out
+            for claim in claims:
+                maybe[claim] = None
+            while len(maybe) > _MAYBE_APPLIED_KEPT:
+                del maybe[next(iter(maybe))]
+            raise
+        if again:
+            for claim in claims:
+                maybe.pop(claim, None)
+        return result
 
     async def _notify(self) -> None:
         await self._run(lambda conn, _: conn.execute(self._sql.notify, self._channel))
@@ -409,7 +433,8 @@ class PostgresStore(EnqueueFields):
             rows = await conn.fetch(sql.complete, ids, tokens, results, again)
             return {r[0] for r in rows}
 
-        return await self._run(write, lane=self._complete_lane)
+        claims = [(w[0], w[1]) for w in writes]
+        return await self._run(write, lane=self._complete_lane, claims=claims)
 
     async def fail(self, id: int, token: int, error: str, retry_at: float | None) -> bool:
         """Record a failed attempt: queued again at *retry_at*, or dead (None, or out of
@@ -423,7 +448,7 @@ class PostgresStore(EnqueueFields):
             state: str | None = await conn.fetchval(sql.fail, id, token, error, retry_at, again)
             return state
 
-        state = await self._run(write, worker=True)
+        state = await self._run(write, worker=True, claims=[(id, token)])
         if state == "queued":
             await self._notify()
         return state is not None
@@ -436,7 +461,7 @@ class PostgresStore(EnqueueFields):
         async def write(conn: Conn, again: bool) -> bool:
             return await conn.fetchval(sql.release, id, token, again) is not None
 
-        released = await self._run(write, worker=True)
+        released = await self._run(write, worker=True, claims=[(id, token)])
         if released:
             await self._notify()
         return released
