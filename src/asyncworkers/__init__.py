@@ -7,9 +7,11 @@ carries it, and every completion is counted in :class:`Metrics`.
 
 from __future__ import annotations
 
+from functools import partial
 from importlib import import_module
 from typing import TYPE_CHECKING
 
+from ._lazy import lazy_names
 from ._version import __version__ as __version__
 from .dispatch import dispatch, dispatch_sync
 
@@ -99,16 +101,8 @@ _SUBPACKAGES: frozenset[str] = frozenset(("ops", "store"))
 
 
 if not TYPE_CHECKING:  # hidden from type checkers, so that a misspelt name still fails there
-
-    def __getattr__(name: str) -> object:
-        if name in _SUBPACKAGES:
-            return import_module(f".{name}", __name__)
-        home = _HOMES.get(name)
-        if home is None:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        value = getattr(import_module(home, __name__), name)
-        globals()[name] = value  # from now on a plain attribute
-        return value
-
-    def __dir__() -> list[str]:
-        return sorted({*globals(), *__all__, *_SUBPACKAGES})
+    __getattr__, __dir__ = lazy_names(
+        __name__,
+        _HOMES,
+        loaders={name: partial(import_module, f".{name}", __name__) for name in _SUBPACKAGES},
+    )

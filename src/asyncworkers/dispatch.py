@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable
-from importlib import import_module
 from typing import TYPE_CHECKING, Any, Literal
 
 from ._dispatch._schedule import LATE_AFTER
+from ._lazy import lazy_names
 
 if TYPE_CHECKING:
     from ._core._runtime import Runtime
@@ -115,11 +115,4 @@ _HOMES: dict[str, str] = {
 
 
 if not TYPE_CHECKING:  # hidden from type checkers, so that a misspelt name still fails there
-
-    def __getattr__(name: str) -> object:
-        home = _HOMES.get(name)
-        if home is None:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        value = getattr(import_module(home, __package__), name)
-        globals()[name] = value
-        return value
+    __getattr__, __dir__ = lazy_names(__name__, _HOMES, anchor=__package__)

@@ -9,8 +9,9 @@ line is ``asyncworkers load URL``; docs/loadgen.md has the guide.
 
 from __future__ import annotations
 
-from importlib import import_module
 from typing import TYPE_CHECKING
+
+from .._lazy import lazy_names
 
 if TYPE_CHECKING:  # at run time each name loads on first use (aiohttp with the client)
     from ._api import find_knee, run
@@ -53,14 +54,4 @@ _HOMES: dict[str, str] = {
 }
 
 if not TYPE_CHECKING:  # hidden from type checkers, so that a misspelt name still fails there
-
-    def __getattr__(name: str) -> object:
-        home = _HOMES.get(name)
-        if home is None:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        value = getattr(import_module(home, __name__), name)
-        globals()[name] = value
-        return value
-
-    def __dir__() -> list[str]:
-        return sorted({*globals(), *__all__})
+    __getattr__, __dir__ = lazy_names(__name__, _HOMES)

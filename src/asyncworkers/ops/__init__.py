@@ -12,9 +12,9 @@ when an endpoint starts (or a traced job runs), never before; asyncio and anyio 
 
 from __future__ import annotations
 
-from importlib import import_module
 from typing import TYPE_CHECKING
 
+from .._lazy import lazy_names
 from ._options import DEFAULT_PORT, Options, StuckAction, parse_address
 
 if TYPE_CHECKING:
@@ -35,14 +35,4 @@ __all__ = (
 _HOMES: dict[str, str] = {"inject_trace": "._tracing", "serve": "._serve"}
 
 if not TYPE_CHECKING:  # hidden from type checkers, so that a misspelt name still fails there
-
-    def __getattr__(name: str) -> object:
-        home = _HOMES.get(name)
-        if home is None:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        value = getattr(import_module(home, __name__), name)
-        globals()[name] = value
-        return value
-
-    def __dir__() -> list[str]:
-        return sorted({*globals(), *__all__})
+    __getattr__, __dir__ = lazy_names(__name__, _HOMES)

@@ -6,8 +6,9 @@ See docs/store.md. The store protocol is :class:`Store`; any object with its met
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_names
 
 if TYPE_CHECKING:  # at run time each name loads on first use
     from ._errors import (
@@ -97,18 +98,10 @@ _HOMES: dict[str, str] = {
 
 if not TYPE_CHECKING:  # hidden from type checkers, so that a misspelt name still fails there
 
-    def __getattr__(name: str) -> Any:
+    def _postgres_class() -> object:
         # PostgresStore pulls in asyncpg, which a SQLite-only user need not install.
-        if name == "PostgresStore":
-            from ._url import postgres_class
+        from ._url import postgres_class
 
-            return postgres_class()
-        home = _HOMES.get(name)
-        if home is None:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        value = getattr(import_module(home, __name__), name)
-        globals()[name] = value
-        return value
+        return postgres_class()
 
-    def __dir__() -> list[str]:
-        return sorted({*globals(), *__all__})
+    __getattr__, __dir__ = lazy_names(__name__, _HOMES, loaders={"PostgresStore": _postgres_class})
