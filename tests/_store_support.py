@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import anyio
 
 import asyncworkers as aw
+from _helpers import no_hang
 
 # A generous bound on waits for real worker processes: turns a hang into a failure, never
 # an assertion about speed.
@@ -234,3 +235,15 @@ def workers(url: str, tmp_path: Path, count: int, *options: str) -> Iterator[lis
     finally:
         for worker in started:
             worker.stop()
+
+
+async def steal_claim(factory: StoreFactory, store: aw.store.Store) -> aw.store.Claimed:
+    """Lapse the leases, put the jobs back and claim one as another worker ("thief")."""
+    with no_hang():
+        while True:
+            await factory.expire_leases(store)
+            await store.requeue_expired()
+            claimed = await store.claim(None, 1, 30, "thief")
+            if claimed:
+                return claimed[0]
+            await anyio.sleep(0.01)

@@ -17,23 +17,11 @@ import pytest
 
 import asyncworkers as aw
 from _helpers import no_hang, wait_in_thread
-from _store_support import StoreFactory, opened
+from _store_support import StoreFactory, opened, steal_claim
 from asyncworkers.store import Manager, Store, TaskRegistry
 from asyncworkers.store import _manager as manager_module
 
 POLL = 0.05
-
-
-async def _steal(factory: StoreFactory, store: Store) -> aw.store.Claimed:
-    """Lapse the leases, put the jobs back and claim one as another worker."""
-    with no_hang():
-        while True:
-            await factory.expire_leases(store)
-            await store.requeue_expired()
-            claimed = await store.claim(None, 1, 30, "thief")
-            if claimed:
-                return claimed[0]
-            await anyio.sleep(0.01)
 
 
 def _assert_agree(m: aw.store.ManagerMetrics, counts: Mapping[Any, int]) -> None:
@@ -57,7 +45,7 @@ async def test_a_fenced_late_write_counts_only_as_a_lease_loss(
         async def late() -> Any:
             assert manager is not None
             manager.pause()  # so that only the thief can take the job back
-            await _steal(store_factory, other)  # another worker took it over meanwhile
+            await steal_claim(store_factory, other)  # another worker took it over meanwhile
             if outcome == "fail":
                 raise ValueError("too late anyway")  # a retryable failure
             return "late" if outcome == "succeed" else object()  # not JSON: dead at once
@@ -225,7 +213,7 @@ async def test_a_lost_claim_that_ignores_cancellation_counts_once(
             async with anyio.create_task_group() as tg, manager:
                 await wait_in_thread(started)
                 manager.pause()
-                await _steal(store_factory, other)
+                await steal_claim(store_factory, other)
                 with no_hang():
                     while manager.metrics().lease_losses == 0:
                         await anyio.sleep(0.01)

@@ -13,7 +13,7 @@ import pytest
 
 import asyncworkers as aw
 from _helpers import no_hang
-from _store_support import StoreFactory, opened, query
+from _store_support import StoreFactory, opened, query, steal_claim
 from asyncworkers.store import Manager, Store, TaskRegistry
 
 POLL = 0.05  # seconds: quick looks for work, so the tests do not wait on the poll
@@ -299,7 +299,7 @@ async def test_lost_lease_cancels_the_attempt(store_factory: StoreFactory) -> No
                 await started.wait()
             manager.pause()  # so that it does not take the job back
             async with opened(store_factory) as other:
-                claimed = await _steal(store_factory, other)
+                claimed = await steal_claim(store_factory, other)
                 with no_hang():
                     await cancelled.wait()
                 assert manager.metrics().lease_losses == 1
@@ -308,18 +308,6 @@ async def test_lost_lease_cancels_the_attempt(store_factory: StoreFactory) -> No
         record = await store.get(job_id)
         assert record is not None
         assert record.attempts == 2
-
-
-async def _steal(factory: StoreFactory, store: Store) -> aw.store.Claimed:
-    """Lapse the leases, put the jobs back and claim one as another worker."""
-    with no_hang():
-        while True:
-            await factory.expire_leases(store)
-            await store.requeue_expired()
-            claimed = await store.claim(None, 1, 30, "thief")
-            if claimed:
-                return claimed[0]
-            await anyio.sleep(0.01)
 
 
 async def test_a_hundred_thousand_jobs_hold_no_more_than_the_concurrency(
